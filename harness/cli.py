@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from harness import __version__
 from harness.errors import HarnessError, ShapeError, WorkerError
+from harness.probe import ERA_CASES, LatencyRow, ProbeRow, latency_probe, probe_case
+from harness.runpod import RunPodClient
 from harness.shapes import extract
 
 __all__ = ["main"]
@@ -39,21 +45,164 @@ def _cmd_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(enabled: bool) -> Callable[[str], None]:
+    def show(message: str) -> None:
+        if enabled:
+            print(f"  .. {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+async def _check_emulator(
+    args: argparse.Namespace, show: Callable[[str], None]
+) -> tuple[list[ProbeRow], list[LatencyRow]]:
+    from harness.emulator import Emulator, load_config
+
+    base = load_config(args.config)
+    rows = []
+    for i, (label, options, job_input, expected) in enumerate(ERA_CASES, 1):
+        show(f"era {i}/{len(ERA_CASES)}: {label}")
+        with Emulator(base, cold_start=0.0, worker={**base.worker, **options}) as emu:
+            async with emu.client() as rp:
+                rows.append(await probe_case(rp, label, job_input, expected, timeout=args.timeout))
+    show(f"latency: cold start {base.cold_start.seconds:g} s, idle timeout {base.idle_timeout_s:g} s")
+    with Emulator(base) as emu, contextlib.suppress(HarnessError):
+        async with emu.client() as rp:
+            return rows, await latency_probe(rp, timeout=args.timeout, progress=show)
+    return rows, []
+
+
+async def _check_runpod(
+    args: argparse.Namespace, show: Callable[[str], None]
+) -> tuple[list[ProbeRow], list[LatencyRow]]:
+    rows = []
+    async with RunPodClient.from_env() as rp:
+        for label, job_input in (("native chat", ERA_CASES[0][2]), ("openai route chat", ERA_CASES[5][2])):
+            show(f"live: {label}")
+            rows.append(await probe_case(rp, label, job_input, None, timeout=args.timeout))
+        return rows, await latency_probe(rp, timeout=args.timeout, progress=show)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    """The main job: every output era through the client, then cold and hot latency."""
+    show = _progress(not args.quiet)
+    where = "embedded emulator (127.0.0.1)" if args.target == "emulator" else "RunPod (RUNPOD_ENDPOINT_ID)"
+    print(f"devai-harness check against the {where}")
+    runner = _check_emulator if args.target == "emulator" else _check_runpod
+    rows, latency = asyncio.run(runner(args, show))
+    print("\nOutput shapes through RunPodClient.run:")
     print(
-        "devai-harness check: the embedded RunPod emulator it runs against is not built yet "
-        "(issue: 'A faithful local RunPod Serverless emulator'); nothing was checked.",
-        file=sys.stderr,
+        _table(
+            ["case", "ok", "shape", "delay ms", "exec ms", "detail"],
+            [
+                [r.label, "PASS" if r.ok else "FAIL", r.shape, _ms(r.delay_ms), _ms(r.execution_ms), r.detail]
+                for r in rows
+            ],
+        )
     )
-    return 2
+    if latency:
+        print("\nLatency (e2e measured by the client; delay/exec as reported by the endpoint):")
+        print(
+            _table(
+                ["phase", "e2e ms", "delayTime ms", "executionTime ms"],
+                [[r.phase, f"{r.e2e_ms:.0f}", _ms(r.delay_ms), _ms(r.execution_ms)] for r in latency],
+            )
+        )
+    failed = sum(not r.ok for r in rows) + (0 if latency else 1)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"target": args.target, "cases": [asdict(r) for r in rows], "latency": [asdict(r) for r in latency]},
+                indent=2,
+            )
+        )
+        print(f"\nwrote {args.json}")
+    print(f"\n{len(rows) - sum(not r.ok for r in rows)} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from harness.emulator import Emulator, load_config
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("handler", args.handler),
+            ("cold_start", args.cold_start),
+            ("idle_timeout_s", args.idle_timeout),
+            ("min_workers", args.min_workers),
+            ("max_workers", args.max_workers),
+        )
+        if v is not None
+    }
+    base = load_config(args.config)
+    emu = Emulator(base, host=args.host, port=args.port, **overrides)
+    cfg = emu.config
+    emu_url = f"http://{args.host}:{{port}}/v2/{cfg.endpoint_id}"
+
+    def announce(port: int) -> None:
+        url = emu_url.format(port=port)
+        print(
+            f"RunPod emulator on {url}  (workers {cfg.min_workers}..{cfg.max_workers}, cold start "
+            f"{cfg.cold_start.seconds:g} s, idle timeout {cfg.idle_timeout_s:g} s, handler {cfg.handler})"
+        )
+        # A key made for this run is printed; one from the user's config is not (it might be a real one).
+        made = not base.api_key
+        key = cfg.api_key if made else "$RUNPOD_API_KEY"
+        print(
+            f"API key: {cfg.api_key}   (a local, throwaway key made for this run)"
+            if made
+            else "API key: the one in your config (not printed)"
+        )
+        print(
+            f"  export RUNPOD_ENDPOINT_BASE_URL=http://{args.host}:{port}/v2 RUNPOD_ENDPOINT_ID={cfg.endpoint_id}"
+            + (f" RUNPOD_API_KEY={cfg.api_key}" if made else "")
+        )
+        print(
+            f'  curl -s -X POST {url}/runsync -H "Authorization: Bearer {key}" '
+            """-H 'Content-Type: application/json' -d '{"input": {"prompt": "hello"}}'"""
+        )
+        print("Ctrl-C stops it.", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        emu.serve_forever(on_ready=announce)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="devai-harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"devai-harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("check", help="run the conformance probe (default target: the embedded emulator)")
+    p = sub.add_parser("check", help="the main job: conformance and latency probe (default: the embedded emulator)")
+    p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")
+    p.add_argument("--config", help="emulator YAML config (target emulator)")
+    p.add_argument("--timeout", type=float, default=120.0, help="deadline per job, seconds")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_check)
+    p = sub.add_parser("emulate", help="serve the RunPod emulator in the foreground")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--config", help="YAML config (see scenarios/faults/)")
+    p.add_argument("--handler", help="path/to/handler.py:function (default: the reference worker)")
+    p.add_argument("--cold-start", type=float, help="seconds (default 2)")
+    p.add_argument("--idle-timeout", type=float, help="seconds (default 5)")
+    p.add_argument("--min-workers", type=int)
+    p.add_argument("--max-workers", type=int)
+    p.set_defaults(func=_cmd_emulate)
     p = sub.add_parser("shapes", help="recognise a saved job/output JSON and print the extracted text")
     p.add_argument("file", help="JSON file, or - for stdin")
     p.set_defaults(func=_cmd_shapes)

@@ -316,7 +316,9 @@ class RunPodClient:
         """Record one non-terminal observation; give up with a diagnosis, or sleep until the next poll."""
         now = self.clock.now()
         dog.observe_job(now, job.status)
-        if dog.wants_health(now):
+        last = dog.snapshots[-1].taken_at if dog.snapshots else None
+        fresh_needed = now >= deadline and (last is None or now - last >= self.health_every_s)
+        if dog.wants_health(now) or fresh_needed:  # the final verdict needs a current snapshot
             snap = await self._health_quietly()
             if snap is not None:
                 dog.observe_health(snap)
@@ -346,12 +348,7 @@ class RunPodClient:
 
     async def _give_up(self, job: Job, dog: Watchdog, verdict: Diagnosis, elapsed: float) -> None:
         cancelled = await self._cancel_quietly(job.id)
-        now = self.clock.now()
-        if not dog.snapshots or now - dog.snapshots[-1].taken_at >= self.health_every_s:
-            snap = await self._health_quietly()
-            if snap is not None:
-                dog.observe_health(snap)
-        health = dog.snapshots[-1] if dog.snapshots else None
+        health = dog.snapshots[-1] if dog.snapshots else None  # taken before the cancel: the state that mattered
         error = _TIMEOUT_ERRORS[verdict.kind]
         msg = (
             f"job {job.id} not finished after {elapsed:.1f} s (last status {job.status}): "

@@ -438,6 +438,9 @@ def _from_list(items: list[Any], path: str) -> Extracted:
             paths.append(ipath)
     if not flat:
         raise ShapeError("output lists hold nothing", path=path)
+    for x in flat:  # an error anywhere (e.g. after some chunks, legacy semantics) is the answer
+        if isinstance(x, dict) and _is_error_dict(x):
+            raise worker_error(x)
     if all(isinstance(x, str) for x in flat):
         return _from_strings(flat, paths, single=False)
     if all(isinstance(x, dict) for x in flat):

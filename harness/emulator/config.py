@@ -1,0 +1,161 @@
+"""Emulator configuration: one dataclass tree, loaded from YAML, validated with clear ConfigErrors.
+
+Defaults are RunPod's endpoint defaults: 0 active workers, max 3, idle timeout 5 s, FlashBoot on,
+execution timeout 600 s; a 2 s cold start; /runsync waits 90 s; results kept 30 min (/run) or
+1 min (/runsync)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+
+__all__ = ["ColdStart", "EmulatorConfig", "HttpFault", "WorkerFaults", "load_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class ColdStart:
+    """Seconds from a worker being asked for to it taking jobs: fixed, uniform or lognormal."""
+
+    seconds: float = 2.0
+    dist: str = "fixed"  # fixed | uniform | lognormal
+    low: float = 0.0
+    high: float = 0.0
+    sigma: float = 0.5
+
+    def sample(self, rng: random.Random) -> float:
+        if self.dist == "uniform":
+            return rng.uniform(self.low, self.high)
+        if self.dist == "lognormal":  # ``seconds`` is the median
+            return self.seconds * math.exp(rng.gauss(0, self.sigma))
+        return self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFault:
+    """Replies to matching requests: ``status`` (429, 500, ...), ``drop`` (connection cut after the
+    headers) or ``malformed`` (truncated JSON). Applies to requests number ``after+1 .. after+count``
+    of that route (count 0 = all)."""
+
+    route: str = "*"
+    status: int | None = None
+    retry_after: float | None = None
+    drop: bool = False
+    malformed: bool = False
+    count: int = 1
+    after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFaults:
+    """What goes wrong inside workers.
+
+    zombie: ``ignores_queue`` (workers come up idle and never take a job), ``stuck_running``
+    (workers report running yet take nothing), ``takes_jobs`` (jobs start and never finish).
+    crash_at_import: the handler raises this message while its module is imported (every start).
+    zombie_after_jobs: workers behave until they have finished this many jobs (field report 000)."""
+
+    zombie: str | None = None
+    zombie_after_jobs: int = 0
+    crash_at_import: str | None = None
+    throttled: int = 0  # workers that exist but never get a GPU
+    crash_restart_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    endpoint_id: str = "emulator"
+    api_key: str = ""  # empty: a random key is made at start
+    min_workers: int = 0
+    max_workers: int = 3
+    concurrency: int = 1
+    idle_timeout_s: float = 5.0
+    cold_start: ColdStart = field(default_factory=ColdStart)
+    flashboot: bool = True
+    flashboot_window_s: float = 60.0
+    flashboot_start_s: float = 0.5
+    handler: str = "builtin"  # or "path/to/file.py:handler" / "package.module:handler"
+    return_aggregate_stream: bool = True
+    error_semantics: str = "runpod>=1.7.7"  # or "legacy": yielded errors stay inside COMPLETED output
+    worker: dict[str, Any] = field(default_factory=dict)  # options of the reference handler (harness.worker)
+    execution_timeout_s: float = 600.0
+    runsync_wait_ms: int = 90_000
+    stream_hold_s: float = 10.0
+    retention_run_s: float = 1800.0
+    retention_runsync_s: float = 60.0
+    max_run_bytes: int = 10 * 1024 * 1024
+    max_runsync_bytes: int = 20 * 1024 * 1024
+    faults: WorkerFaults = field(default_factory=WorkerFaults)
+    http_faults: tuple[HttpFault, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_workers < 0 or self.min_workers < 0 or self.min_workers > self.max_workers:
+            raise ConfigError("workers: need 0 <= min_workers <= max_workers")
+        if self.concurrency < 1:
+            raise ConfigError("concurrency must be >= 1")
+        if self.error_semantics not in ("runpod>=1.7.7", "legacy"):
+            raise ConfigError("error_semantics must be 'runpod>=1.7.7' or 'legacy'")
+        if self.faults.zombie not in (None, "ignores_queue", "stuck_running", "takes_jobs"):
+            raise ConfigError("faults.zombie must be ignores_queue, stuck_running or takes_jobs")
+        if self.cold_start.dist not in ("fixed", "uniform", "lognormal"):
+            raise ConfigError("cold_start.dist must be fixed, uniform or lognormal")
+
+    def with_key(self) -> EmulatorConfig:
+        return self if self.api_key else dataclasses.replace(self, api_key="emu-" + secrets.token_hex(12))
+
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls: type[Any], data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(names))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> EmulatorConfig:
+    """From a YAML file path, a mapping, or nothing (defaults); ``overrides`` win."""
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read emulator config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        data = dict(loaded.get("emulator", loaded)) if isinstance(loaded, dict) else {}
+    data.update(overrides)
+    data.pop("description", None)
+    cold = data.get("cold_start")
+    if isinstance(cold, (int, float)):
+        data["cold_start"] = ColdStart(seconds=float(cold))
+    elif isinstance(cold, dict):
+        data["cold_start"] = _build(ColdStart, cold, "cold_start")
+    if isinstance(data.get("faults"), dict):
+        data["faults"] = _build(WorkerFaults, data["faults"], "faults")
+    if isinstance(data.get("http_faults"), list):
+        data["http_faults"] = tuple(
+            f if isinstance(f, HttpFault) else _build(HttpFault, f, f"http_faults[{i}]")
+            for i, f in enumerate(data["http_faults"])
+        )
+    return _build(EmulatorConfig, data, "emulator config")  # type: ignore[no-any-return]

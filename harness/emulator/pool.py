@@ -1,0 +1,372 @@
+"""The endpoint's state: a FIFO queue, workers that scale 0..N, and jobs with real timestamps.
+
+Everything runs on one asyncio loop (the emulator's), so state changes need no locks. Each job has
+an Event that is set and replaced on every change; waiting routes (/runsync, /status-sync, /stream
+holds) wait on it with a timeout. delayTime and executionTime come from monotonic timestamps taken
+when things happen, never from a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.emulator.config import EmulatorConfig
+from harness.emulator.handlers import HandlerFn, Outcome, load_handler, run_handler
+
+__all__ = ["EJob", "EWorker", "Endpoint"]
+
+log = logging.getLogger("harness.emulator")
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+_TICK_S = 0.05
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+@dataclass(slots=True)
+class EJob:
+    id: str
+    input: Any
+    policy: dict[str, Any]
+    sync: bool
+    submitted_at: float
+    status: str = "IN_QUEUE"
+    queued_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: str | None = None
+    worker_id: str | None = None
+    retries: int = 0
+    buffer: list[Any] = field(default_factory=list)
+    retain_until: float = math.inf
+    expires_at: float = math.inf
+    task: asyncio.Task[None] | None = None
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def touch(self) -> None:
+        """Wake everyone waiting on this job; later waiters get a fresh event."""
+        self.event.set()
+        self.event = asyncio.Event()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.started_at is not None:
+            out["delayTime"] = _ms(self.started_at - self.queued_at)
+        if self.finished_at is not None and self.started_at is not None:
+            out["executionTime"] = _ms(self.finished_at - self.started_at)
+        if self.status == "COMPLETED" or (self.output is not None and self.status != "IN_QUEUE"):
+            out["output"] = self.output
+        if self.error is not None:
+            out["error"] = self.error
+        if self.worker_id is not None:
+            out["workerId"] = self.worker_id
+        if self.retries:
+            out["retries"] = self.retries
+        return out
+
+
+@dataclass(slots=True)
+class EWorker:
+    id: str
+    state: str = "initializing"  # initializing | idle | running | unhealthy | throttled
+    handler: HandlerFn | None = None
+    jobs: set[str] = field(default_factory=set)
+    idle_since: float = 0.0
+    finished: int = 0
+    starts: int = 0
+    cold_start_s: float = 0.0
+    logs: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class Endpoint:
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.jobs: dict[str, EJob] = {}
+        self.queue: deque[str] = deque()
+        self.workers: dict[str, EWorker] = {}
+        self.completed = 0
+        self.failed = 0
+        self.retried = 0
+        self.last_scale_down = -math.inf
+        self._rng = random.Random(config.seed)
+        self._ticker: asyncio.Task[None] | None = None
+        self.events: list[tuple[float, str, str]] = []  # (t, kind, detail): a bounded audit trail
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._reconcile()
+
+    async def stop(self) -> None:
+        tasks = [
+            t
+            for t in [self._ticker] + [w.task for w in self.workers.values()] + [j.task for j in self.jobs.values()]
+            if t is not None and not t.done()
+        ]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def _note(self, kind: str, detail: str) -> None:
+        self.events.append((time.monotonic(), kind, detail))
+        if len(self.events) > 10_000:
+            del self.events[:1000]
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def submit(self, job_input: Any, policy: dict[str, Any] | None, *, sync: bool) -> EJob:
+        now = time.monotonic()
+        job_id = ("sync-" if sync else "") + str(uuid.uuid4()) + "-e1"
+        policy = policy or {}
+        job = EJob(job_id, job_input, policy, sync, submitted_at=now, queued_at=now)
+        ttl = policy.get("ttl")
+        if isinstance(ttl, (int, float)) and ttl > 0:
+            job.expires_at = now + ttl / 1000
+        self.jobs[job_id] = job
+        self.queue.append(job_id)
+        self._reconcile()
+        return job
+
+    def get(self, job_id: str) -> EJob | None:
+        return self.jobs.get(job_id)
+
+    async def wait(self, job: EJob, seconds: float, *, until_chunk: bool = False) -> None:
+        """Until the job is terminal (or has buffered chunks), at most ``seconds``."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not job.terminal and not (until_chunk and job.buffer):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.event.wait(), remaining)
+
+    def cancel(self, job: EJob) -> None:
+        if job.terminal:
+            return
+        if job.status == "IN_QUEUE":
+            with contextlib.suppress(ValueError):
+                self.queue.remove(job.id)
+        job.status = "CANCELLED"
+        job.finished_at = time.monotonic()
+        job.retain_until = job.finished_at + self._retention(job)
+        if job.task is not None:
+            job.task.cancel()  # the handler really stops (async handlers at once, generators at their next yield)
+        self._note("cancel", job.id)
+        job.touch()
+        self._reconcile()
+
+    def retry(self, job: EJob) -> bool:
+        if job.status not in ("FAILED", "TIMED_OUT"):
+            return False
+        now = time.monotonic()
+        job.status, job.output, job.error, job.buffer = "IN_QUEUE", None, None, []
+        job.started_at = job.finished_at = job.worker_id = None
+        job.queued_at, job.retain_until = now, math.inf
+        job.retries += 1
+        self.retried += 1
+        self.queue.append(job.id)
+        job.touch()
+        self._reconcile()
+        return True
+
+    def purge(self) -> int:
+        removed = 0
+        while self.queue:
+            job = self.jobs.get(self.queue.popleft())
+            if job is not None and job.status == "IN_QUEUE":
+                del self.jobs[job.id]
+                job.status = "CANCELLED"
+                job.touch()
+                removed += 1
+        return removed
+
+    def health(self) -> dict[str, Any]:
+        states = [w.state for w in self.workers.values()]
+        idle, running = states.count("idle"), states.count("running")
+        return {
+            "jobs": {
+                "completed": self.completed,
+                "failed": self.failed,
+                "inProgress": sum(1 for j in self.jobs.values() if j.status == "IN_PROGRESS"),
+                "inQueue": len(self.queue),
+                "retried": self.retried,
+            },
+            "workers": {
+                "idle": idle,
+                "initializing": states.count("initializing"),
+                "ready": idle + running,
+                "running": running,
+                "throttled": states.count("throttled"),
+                "unhealthy": states.count("unhealthy"),
+            },
+        }
+
+    def _retention(self, job: EJob) -> float:
+        return self.config.retention_runsync_s if job.sync else self.config.retention_run_s
+
+    # --- scheduling -------------------------------------------------------------------
+
+    def _dispatchable(self, w: EWorker) -> bool:
+        zombie = self.config.faults.zombie
+        if zombie in ("ignores_queue", "stuck_running") and w.finished >= self.config.faults.zombie_after_jobs:
+            return False
+        return w.state in ("idle", "running") and len(w.jobs) < self.config.concurrency
+
+    def _reconcile(self) -> None:
+        """Dispatch queued jobs to free workers, then ask for more workers if the queue needs them."""
+        for w in self.workers.values():
+            while self.queue and self._dispatchable(w):
+                job = self.jobs.get(self.queue.popleft())
+                if job is None or job.status != "IN_QUEUE":
+                    continue
+                self._start_job(w, job)
+        need = len(self.queue) + sum(len(w.jobs) for w in self.workers.values())
+        desired = min(self.config.max_workers, max(self.config.min_workers, math.ceil(need / self.config.concurrency)))
+        while len(self.workers) < desired:
+            self._add_worker()
+
+    def _add_worker(self) -> None:
+        w = EWorker(id=f"emu-{uuid.uuid4().hex[:12]}")
+        self.workers[w.id] = w
+        if sum(1 for x in self.workers.values() if x.state == "throttled") < self.config.faults.throttled:
+            w.state = "throttled"  # exists, never gets a GPU
+            return
+        w.task = asyncio.get_running_loop().create_task(self._boot(w))
+
+    async def _boot(self, w: EWorker) -> None:
+        """Cold start: wait for the machine, then import the handler (the expensive part on GPUs)."""
+        cfg = self.config
+        while True:
+            t0 = time.monotonic()
+            w.state, w.starts = "initializing", w.starts + 1
+            flash = cfg.flashboot and t0 - self.last_scale_down <= cfg.flashboot_window_s
+            await asyncio.sleep(cfg.flashboot_start_s if flash else cfg.cold_start.sample(self._rng))
+            try:
+                w.handler = await asyncio.to_thread(
+                    load_handler, cfg.handler, worker_options=cfg.worker, crash_message=cfg.faults.crash_at_import
+                )
+            except Exception as exc:
+                w.state = "unhealthy"
+                w.logs.append("".join(traceback.format_exception(exc)))
+                self._note("crash", f"{w.id}: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(cfg.faults.crash_restart_s)  # the platform restarts it: a crash loop
+                continue
+            w.cold_start_s = time.monotonic() - t0
+            self._note("ready", f"{w.id} in {w.cold_start_s:.3f}s" + (" (flashboot)" if flash else ""))
+            zombie = cfg.faults.zombie == "stuck_running" and cfg.faults.zombie_after_jobs == 0
+            w.state, w.idle_since = ("running" if zombie else "idle"), time.monotonic()
+            self._reconcile()
+            return
+
+    def _start_job(self, w: EWorker, job: EJob) -> None:
+        now = time.monotonic()
+        job.status, job.started_at, job.worker_id = "IN_PROGRESS", now, w.id
+        w.jobs.add(job.id)
+        w.state = "running"
+        job.task = asyncio.get_running_loop().create_task(self._execute(w, job))
+        job.touch()
+
+    async def _execute(self, w: EWorker, job: EJob) -> None:
+        cfg = self.config
+        limit = job.policy.get("executionTimeout")
+        limit_s = limit / 1000 if isinstance(limit, (int, float)) and limit > 0 else cfg.execution_timeout_s
+        outcome: Outcome | None = None
+        try:
+            async with asyncio.timeout(limit_s):
+                if cfg.faults.zombie == "takes_jobs" and w.finished >= cfg.faults.zombie_after_jobs:
+                    await asyncio.Event().wait()  # took the job, will never finish it
+                assert w.handler is not None
+
+                def on_chunk(value: Any) -> None:
+                    job.buffer.append(value)
+                    job.touch()
+
+                outcome = await run_handler(
+                    w.handler,
+                    {"id": job.id, "input": job.input},
+                    on_chunk=on_chunk,
+                    aggregate=cfg.return_aggregate_stream,
+                    fail_on_yielded_error=cfg.error_semantics == "runpod>=1.7.7",
+                    worker_id=w.id,
+                )
+        except TimeoutError:
+            job.status, job.error = "TIMED_OUT", f"execution timeout: job ran longer than {limit_s:g} s"
+        except asyncio.CancelledError:
+            pass  # cancel() already set CANCELLED; TTL expiry removed the job
+        finally:
+            now = time.monotonic()
+            if outcome is not None and job.status == "IN_PROGRESS":
+                job.status, job.output, job.error = outcome.status, outcome.output, outcome.error
+            if job.status in ("COMPLETED",):
+                self.completed += 1
+            elif job.status in ("FAILED", "TIMED_OUT"):
+                self.failed += 1
+            if job.finished_at is None or job.status != "CANCELLED":
+                job.finished_at = now
+            job.retain_until = now + self._retention(job)
+            w.jobs.discard(job.id)
+            w.finished += 1
+            if not w.jobs and w.state == "running":
+                w.state, w.idle_since = "idle", now
+                if cfg.faults.zombie == "stuck_running" and w.finished >= cfg.faults.zombie_after_jobs:
+                    w.state = "running"
+            job.touch()
+            self._reconcile()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_S)
+            try:
+                self._tick(time.monotonic())
+            except Exception:  # one bad tick must not stop the endpoint
+                log.exception("emulator tick failed")
+
+    def _tick(self, now: float) -> None:
+        for job in list(self.jobs.values()):
+            if now >= job.expires_at and not job.terminal:  # policy.ttl: the job vanishes (404)
+                if job.status == "IN_QUEUE":
+                    with contextlib.suppress(ValueError):
+                        self.queue.remove(job.id)
+                if job.task is not None:
+                    job.task.cancel()
+                job.status = "CANCELLED"
+                job.touch()
+                del self.jobs[job.id]
+            elif job.terminal and now >= job.retain_until:
+                del self.jobs[job.id]
+        stuck = self.config.faults.zombie is not None  # a zombie never scales down: that is the bug
+        idle = [
+            w
+            for w in self.workers.values()
+            if w.state == "idle"
+            and not w.jobs
+            and now - w.idle_since >= self.config.idle_timeout_s
+            and not (stuck and w.finished >= self.config.faults.zombie_after_jobs)
+        ]
+        for w in idle:
+            if len(self.workers) <= self.config.min_workers:
+                break
+            del self.workers[w.id]
+            self.last_scale_down = now
+            self._note("scale-down", w.id)
+        self._reconcile()

@@ -1,0 +1,216 @@
+"""Engines behind the reference worker: a small interface so a GPU ``transformers`` engine can join.
+
+* ``scripted`` (offline default): deterministic answers from a YAML fixture file (regex on the prompt
+  -> response), else a deterministic filler; a latency model (TTFT, tokens/s, optional stall) so
+  timings look like a GPU worker. Tokens are whitespace-delimited pieces (joined, they give the text
+  back exactly); counts are honest counts of those pieces.
+* ``openai``: proxies to any OpenAI-compatible base URL, streaming through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import yaml
+
+from harness.errors import ConfigError, StreamErrorEvent
+from harness.sse import SSEEvent, SSEParser
+
+__all__ = ["Delta", "Engine", "GenRequest", "OpenAIEngine", "ScriptedEngine", "make_engine", "pieces"]
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+_FILLER = ("the", "code", "returns", "a", "value", "for", "each", "input", "and", "checks", "edge", "cases")
+
+
+def pieces(text: str) -> list[str]:
+    """Split into token-like pieces whose concatenation is exactly ``text``."""
+    return _PIECE.findall(text)
+
+
+@dataclass(frozen=True, slots=True)
+class GenRequest:
+    prompt: str
+    max_tokens: int
+    n: int = 1
+    messages: list[dict[str, Any]] | None = None
+    model: str = "devai-scripted"
+    chat: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    index: int
+    text: str
+    finish_reason: str | None = None  # set on the last delta of a choice
+
+
+class Engine(Protocol):
+    name: str
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, req: GenRequest) -> AsyncIterator[Delta]: ...
+
+
+class ScriptedEngine:
+    name = "scripted"
+
+    def __init__(
+        self,
+        *,
+        fixtures: str | Path | None = None,
+        ttft_s: float = 0.0,
+        tokens_per_s: float = 0.0,
+        stall_after_tokens: int | None = None,
+        stall_s: float = 0.0,
+        filler_tokens: int = 40,
+    ) -> None:
+        self.rules: list[tuple[re.Pattern[str], str]] = []
+        if fixtures:
+            self.rules = _load_rules(Path(fixtures))
+        self.ttft_s = ttft_s
+        self.tokens_per_s = tokens_per_s
+        self.stall_after_tokens = stall_after_tokens
+        self.stall_s = stall_s
+        self.filler_tokens = filler_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(pieces(text))
+
+    def answer(self, prompt: str) -> str:
+        for pattern, response in self.rules:
+            if pattern.search(prompt):
+                return response
+        digest = hashlib.sha256(prompt.encode()).digest()
+        words = [_FILLER[b % len(_FILLER)] for b in digest * (1 + self.filler_tokens // 32)][: self.filler_tokens]
+        return "Scripted answer: " + " ".join(words) + "."
+
+    async def generate(self, req: GenRequest) -> AsyncIterator[Delta]:
+        toks = pieces(self.answer(req.prompt))
+        finish = "length" if len(toks) > req.max_tokens else "stop"
+        toks = toks[: req.max_tokens]
+        if self.ttft_s > 0:
+            await asyncio.sleep(self.ttft_s)
+        gap = 1 / self.tokens_per_s if self.tokens_per_s > 0 else 0.0
+        for i, tok in enumerate(toks):
+            if i and gap:
+                await asyncio.sleep(gap)
+            if self.stall_after_tokens is not None and i == self.stall_after_tokens and self.stall_s > 0:
+                await asyncio.sleep(self.stall_s)
+            last = i == len(toks) - 1
+            for c in range(req.n):
+                yield Delta(c, tok, finish if last else None)
+        if not toks:
+            for c in range(req.n):
+                yield Delta(c, "", finish)
+
+
+def _load_rules(path: Path) -> list[tuple[re.Pattern[str], str]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read scripted fixtures {path}: {exc}") from None
+    rules = data.get("responses") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        raise ConfigError(f"{path}: expected a 'responses' list of {{match, response}}")
+    out = []
+    for i, r in enumerate(rules):
+        if not isinstance(r, dict) or not isinstance(r.get("match"), str) or not isinstance(r.get("response"), str):
+            raise ConfigError(f"{path}: responses[{i}] needs string 'match' and 'response'")
+        try:
+            out.append((re.compile(r["match"], re.S | re.I), r["response"]))
+        except re.error as exc:
+            raise ConfigError(f"{path}: responses[{i}].match is not a regex: {exc}") from None
+    return out
+
+
+class OpenAIEngine:
+    """Streams from an OpenAI-compatible server. The key is read from the environment variable named
+    by ``api_key_env`` (never from config files)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = os.environ.get(api_key_env)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.model = model
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(pieces(text))  # only for the native era's input count; OpenAI usage comes from the server
+
+    async def generate(self, req: GenRequest) -> AsyncIterator[Delta]:
+        body: dict[str, Any] = {
+            "model": self.model or req.model,
+            "max_tokens": req.max_tokens,
+            "n": req.n,
+            "stream": True,
+            **req.extra,
+        }
+        if req.chat:
+            body["messages"] = req.messages or [{"role": "user", "content": req.prompt}]
+        else:
+            body["prompt"] = req.prompt
+        path = "/chat/completions" if req.chat else "/completions"
+        async with self._http.stream("POST", path, json=body) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise StreamErrorEvent(f"upstream HTTP {resp.status_code}: {resp.text[:200]}", code=resp.status_code)
+            parser = SSEParser()
+            async for text in resp.aiter_text():
+                for ev in parser.feed(text):
+                    if not isinstance(ev, SSEEvent) or ev.is_done:
+                        continue
+                    chunk = json.loads(ev.data)
+                    if "error" in chunk:
+                        err = chunk["error"]
+                        raise StreamErrorEvent(
+                            str(err.get("message", err)) if isinstance(err, dict) else str(err),
+                            code=err.get("code") if isinstance(err, dict) else None,
+                        )
+                    for c in chunk.get("choices") or ():
+                        part = c.get("delta") if req.chat else c
+                        text_piece = (part or {}).get("content" if req.chat else "text") or ""
+                        yield Delta(int(c.get("index", 0)), text_piece, c.get("finish_reason"))
+
+
+def make_engine(options: dict[str, Any]) -> Engine:
+    kind = options.get("engine", "scripted")
+    if kind == "scripted":
+        return ScriptedEngine(
+            fixtures=options.get("fixtures"),
+            ttft_s=float(options.get("ttft_s", 0.0)),
+            tokens_per_s=float(options.get("tokens_per_s", 0.0)),
+            stall_after_tokens=options.get("stall_after_tokens"),
+            stall_s=float(options.get("stall_s", 0.0)),
+            filler_tokens=int(options.get("filler_tokens", 40)),
+        )
+    if kind == "openai":
+        if not options.get("openai_base_url"):
+            raise ConfigError("engine 'openai' needs worker.openai_base_url")
+        return OpenAIEngine(
+            base_url=options["openai_base_url"],
+            model=options.get("model"),
+            api_key_env=options.get("api_key_env", "OPENAI_API_KEY"),
+        )
+    raise ConfigError(f"unknown engine {kind!r}: scripted or openai (a GPU 'transformers' engine is planned)")

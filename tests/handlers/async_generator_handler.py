@@ -1,0 +1,9 @@
+"""An async generator handler (made by us for tests)."""
+
+import asyncio
+
+
+async def handler(job):
+    for i in range(int(job["input"].get("n", 3))):
+        await asyncio.sleep(float(job["input"].get("gap", 0)))
+        yield {"i": i}
