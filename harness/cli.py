@@ -23,7 +23,11 @@ __all__ = ["main"]
 
 def _cmd_shapes(args: argparse.Namespace) -> int:
     """Recognise a saved job or output (a JSON file, or - for stdin) and print what was extracted."""
-    raw = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()  # noqa: SIM115
+    try:
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         value: Any = json.loads(raw)
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -114,7 +115,7 @@ async def _stalled_stream(rp: RunPodClient, emu: Emulator) -> None:
     async for chunk in rp.stream(job_id, timeout=30):
         arrivals.append(time.monotonic())
         chunks.append(chunk)
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert max(gaps) >= 1.0  # the stall is visible to the client as a gap
     assert extract(chunks).text
 

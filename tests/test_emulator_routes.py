@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -198,3 +199,11 @@ async def test_wrong_key_is_a_401_status_error(emulator: Emulator) -> None:
     async with RunPodClient(emulator.endpoint_id, "wrong-key", base_url=emulator.base_url) as rp:
         with pytest.raises(StatusError, match="401"):
             await rp.health()
+
+
+def test_listening_socket_is_tcp_so_replies_are_not_delayed_by_nagle() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; a plain socket.socket() has
+    proto 0, and every keep-alive reply then waited ~40 ms for a delayed ACK (seen here: 44 ms vs 0.5 ms)."""
+    with Emulator(cold_start=0.0) as emu:
+        assert emu._sock is not None
+        assert emu._sock.proto == socket.IPPROTO_TCP

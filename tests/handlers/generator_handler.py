@@ -2,8 +2,7 @@
 
 
 def handler(job):
-    for word in job["input"].get("text", "a b c").split():
-        yield word
+    yield from job["input"].get("text", "a b c").split()
 
 
 def yields_error(job):

@@ -1,0 +1,92 @@
+"""The pytest plugin black-box with pytester, and the CLI's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytest_plugins = ["pytester"]
+
+
+def test_emulator_fixture_configured_by_marker(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.emulator(cold_start=0.0, max_workers=1, endpoint_id="my-endpoint")
+        async def test_runs_a_job(emulator):
+            assert emulator.endpoint_id == "my-endpoint"
+            async with emulator.client() as rp:
+                job = await rp.run({"prompt": "hi"}, timeout=10)
+            assert job.status == "COMPLETED"
+
+        def test_defaults_are_runpods(emulator):
+            cfg = emulator.config
+            assert (cfg.max_workers, cfg.idle_timeout_s, cfg.cold_start.seconds) == (3, 5.0, 2.0)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:locust", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_bad_marker_config_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.emulator(max_workers=-1)
+        def test_x(emulator):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:locust", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*@pytest.mark.emulator*min_workers <= max_workers*"])
+    assert result.ret != 0
+
+
+def test_markers_are_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--markers", "-p", "no:locust")
+    for name in ("live", "load", "slow", "gpu", "emulator"):
+        result.stdout.fnmatch_lines([f"@pytest.mark.{name}*"])
+
+
+def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = {
+        "id": "j",
+        "status": "COMPLETED",
+        "output": [{"choices": [{"tokens": ["def f", "(): pass"]}], "usage": {"input": 3, "output": 2}}],
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    assert main(["shapes", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "shape: vllm-native-tokens" in out and "def f(): pass" in out
+    path.write_text(json.dumps({"id": "j", "status": "FAILED", "error": "CUDA out of memory"}))
+    assert main(["shapes", str(path)]) == 1
+    assert "worker error: CUDA out of memory" in capsys.readouterr().out
+
+
+def test_check_main_job_on_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "fast.yaml"
+    config.write_text("emulator:\n  cold_start: 0.3\n  idle_timeout_s: 5\n")
+    report = tmp_path / "check.json"
+    assert main(["check", "-q", "--config", str(config), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "11 passed, 0 failed" in out
+    data = json.loads(report.read_text())
+    assert [c["ok"] for c in data["cases"]] == [True] * 11
+    phases = [row["phase"] for row in data["latency"]]
+    assert phases == ["cold", "hot", "hot", "hot"]
+    assert data["latency"][0]["delay_ms"] >= 300  # the cold start, as measured by the emulator
+
+
+def test_check_fails_loudly_when_the_worker_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("emulator:\n  cold_start: 0.0\n  worker: {era: era-b}\n")  # every case expects its own era
+    assert main(["check", "-q", "--config", str(config), "--timeout", "10"]) == 1
+    assert "FAIL" in capsys.readouterr().out
