@@ -150,11 +150,11 @@ class OpenAIEngine:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         key = os.environ.get(api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.model = model
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
-        )
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._timeout = timeout_s
+        self._transport = transport
 
     def count_tokens(self, text: str) -> int:
         return len(pieces(text))  # only for the native era's input count; OpenAI usage comes from the server
@@ -172,7 +172,14 @@ class OpenAIEngine:
         else:
             body["prompt"] = req.prompt
         path = "/chat/completions" if req.chat else "/completions"
-        async with self._http.stream("POST", path, json=body) as resp:
+        # A client per generation: a RunPod handler has no close hook, and a pooled client outliving
+        # the worker's loop would leak its connections.
+        async with (
+            httpx.AsyncClient(
+                base_url=self._base_url, headers=self._headers, timeout=self._timeout, transport=self._transport
+            ) as http,
+            http.stream("POST", path, json=body) as resp,
+        ):
             if resp.status_code >= 400:
                 await resp.aread()
                 raise StreamErrorEvent(f"upstream HTTP {resp.status_code}: {resp.text[:200]}", code=resp.status_code)

@@ -205,5 +205,6 @@ def test_listening_socket_is_tcp_so_replies_are_not_delayed_by_nagle() -> None:
     """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; a plain socket.socket() has
     proto 0, and every keep-alive reply then waited ~40 ms for a delayed ACK (seen here: 44 ms vs 0.5 ms)."""
     with Emulator(cold_start=0.0) as emu:
-        assert emu._sock is not None
-        assert emu._sock.proto == socket.IPPROTO_TCP
+        sock = emu._server.sock
+        assert sock is not None
+        assert sock.proto == socket.IPPROTO_TCP

@@ -3,24 +3,18 @@ the foreground (``devai-harness emulate``). Always on loopback unless told other
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import socket
-import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import uvicorn
-
 from harness.emulator.app import create_app
 from harness.emulator.config import EmulatorConfig, load_config
-from harness.errors import ConfigError, HarnessError
 from harness.runpod import RunPodClient
+from harness.serving import BackgroundServer
 
 __all__ = ["Emulator"]
 
@@ -40,20 +34,21 @@ class Emulator:
     ) -> None:
         base = config if isinstance(config, EmulatorConfig) else load_config(config)
         self.config = _merge(base, overrides).with_key()
+        if self.config.handler == "builtin":  # bad worker options fail here, not as a crash loop later
+            from harness.worker import make_handler
+
+            make_handler(self.config.worker)
         self.host = host
-        self._port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
+        self._server = BackgroundServer(create_app(self.config), host=host, port=port)
 
     @property
     def port(self) -> int:
-        return self._port
+        return self._server.port
 
     @property
     def base_url(self) -> str:
         """What RunPodClient takes as base_url (RunPod's is https://api.runpod.ai/v2)."""
-        return f"http://{self.host}:{self._port}/v2"
+        return f"{self._server.url}/v2"
 
     @property
     def endpoint_url(self) -> str:
@@ -73,61 +68,16 @@ class Emulator:
     def client(self, **kwargs: Any) -> RunPodClient:
         return RunPodClient(self.endpoint_id, self.api_key, base_url=self.base_url, **kwargs)
 
-    def _uvicorn(self) -> uvicorn.Server:
-        cfg = uvicorn.Config(
-            create_app(self.config), log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
-        )
-        return uvicorn.Server(cfg)
-
-    def _bind(self) -> socket.socket:
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and without it
-        # every keep-alive reply (headers, then body) waits ~40 ms for a delayed ACK.
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self._port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"cannot listen on {self.host}:{self._port}: {exc.strerror}") from None
-        sock.listen(2048)
-        self._port = sock.getsockname()[1]
-        return sock
-
     def start(self, timeout: float = 15.0) -> Emulator:
-        self._sock = self._bind()
-        self._server = self._uvicorn()
-        server, sock = self._server, self._sock
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), name="devai-emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise HarnessError("the emulator did not start (see the log above)")
-            time.sleep(0.005)
+        self._server.start(timeout)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._thread = self._sock = None
+        self._server.stop()
 
     def serve_forever(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Foreground (the CLI): Ctrl-C stops it. ``on_ready(port)`` runs once the port is bound."""
-        self._sock = self._bind()
-        self._server = self._uvicorn()
-        if on_ready is not None:
-            on_ready(self._port)
-        try:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
-        finally:
-            self._sock.close()
+        self._server.serve_forever(on_ready)
 
     def __enter__(self) -> Emulator:
         return self.start()
