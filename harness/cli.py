@@ -159,6 +159,12 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     def announce(port: int) -> None:
         url = emu_url.format(port=port)
+        if args.announce_json:  # for a parent process (worker-check) that started us on a free port
+            base_url = f"http://{args.host}:{port}/v2"
+            print(
+                json.dumps({"base_url": base_url, "endpoint_id": cfg.endpoint_id, "api_key": cfg.api_key}), flush=True
+            )
+            return
         print(
             f"RunPod emulator on {url}  (workers {cfg.min_workers}..{cfg.max_workers}, cold start "
             f"{cfg.cold_start.seconds:g} s, idle timeout {cfg.idle_timeout_s:g} s, handler {cfg.handler})"
@@ -186,6 +192,35 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the handler is ready (warnings allowed), 1 when a check failed."""
+    if args.target == "container":
+        from harness.containers import check_container
+
+        report = check_container(
+            args.image, job_input=args.input, crash_window_s=args.crash_window, port=args.container_port
+        )
+    else:
+        if not args.handler:
+            print(
+                "worker-check: give a handler (path/to/handler.py[:name]) or --target container --image IMAGE",
+                file=sys.stderr,
+            )
+            return 2
+        from harness.workercheck import check_worker
+
+        report = check_worker(
+            args.handler,
+            job_input=args.input,
+            import_timeout=args.import_timeout,
+            slow_import_s=args.slow_import,
+            jobs=args.jobs,
+            job_timeout=args.job_timeout,
+        )
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="devai-harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"devai-harness {__version__}")
@@ -206,7 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", type=float, help="seconds (default 5)")
     p.add_argument("--min-workers", type=int)
     p.add_argument("--max-workers", type=int)
+    p.add_argument("--announce-json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_emulate)
+    p = sub.add_parser("worker-check", help="will this RunPod handler survive a deploy? (import, test input, jobs)")
+    p.add_argument("handler", nargs="?", help="path/to/handler.py[:function] (default function: handler)")
+    p.add_argument("--input", help='test input JSON ({"input": {...}} or the bare input); default test_input.json')
+    p.add_argument("--import-timeout", type=float, default=120.0, help="seconds the import may take (default 120)")
+    p.add_argument("--slow-import", type=float, default=10.0, help="warn when the import takes longer (seconds)")
+    p.add_argument("--jobs", type=int, default=3, help="jobs to run under the emulator (first one cold)")
+    p.add_argument("--job-timeout", type=float, default=120.0)
+    p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
+    p.add_argument("--target", choices=["local", "container"], default="local")
+    p.add_argument("--image", help="worker image for --target container (needs a Docker engine)")
+    p.add_argument("--container-port", type=int, default=8000, help="the image's API port (default 8000)")
+    p.add_argument("--crash-window", type=float, default=15.0, help="seconds the container must stay up")
+    p.set_defaults(func=_cmd_worker_check)
     p = sub.add_parser("shapes", help="recognise a saved job/output JSON and print the extracted text")
     p.add_argument("file", help="JSON file, or - for stdin")
     p.set_defaults(func=_cmd_shapes)
