@@ -98,10 +98,20 @@ class ProtocolError(TransportError):
 class StatusError(TransportError):
     """An HTTP error status. ``body`` is a short, scrubbed summary of the reply."""
 
-    def __init__(self, message: str, *, status_code: int, body: str = "", method: str = "", path: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, method=method, path=path)
         self.status_code = status_code
         self.body = body
+        self.retry_after = retry_after  # seconds, when the server sent Retry-After (429, 503 while loading)
 
 
 class RateLimited(StatusError):
@@ -116,8 +126,7 @@ class RateLimited(StatusError):
         method: str = "",
         path: str = "",
     ) -> None:
-        super().__init__(message, status_code=429, body=body, method=method, path=path)
-        self.retry_after = retry_after
+        super().__init__(message, status_code=429, body=body, method=method, path=path, retry_after=retry_after)
 
 
 class ShapeError(HarnessError):

@@ -142,12 +142,12 @@ class HTTPCore:
         body = self.summary(resp)
         msg = f"{method} {path}: HTTP {resp.status_code}" + (f" ({hint})" if hint else "")
         msg += f": {body}" if body else ""
+        ra = parse_retry_after(resp.headers.get("retry-after"))
         if resp.status_code == 429:
-            ra = parse_retry_after(resp.headers.get("retry-after"))
             return RateLimited(
                 msg + f" after {self.retry.max_attempts} attempts", retry_after=ra, body=body, method=method, path=path
             )
-        return StatusError(msg, status_code=resp.status_code, body=body, method=method, path=path)
+        return StatusError(msg, status_code=resp.status_code, body=body, method=method, path=path, retry_after=ra)
 
     def json(self, method: str, path: str, resp: httpx.Response) -> Any:
         try:

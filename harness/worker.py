@@ -251,22 +251,21 @@ async def _openai(
             )
         )
     n_out = 0
-    sse_text: list[str] = []
+    cutter = _ByteCutter(rng)
     async for d in engine.generate(req):
         n_out += 1
         events.append(chunk([choice(d)]))
-        if batcher.add(d) is not None:
-            if openai_era == "F":
-                sse_text.extend(_sse(events))
-            else:
-                yield "".join(_sse(events)) if raw else events
+        if openai_era == "F":  # vllm serve streams as it goes; the worker relays whatever bytes arrived
+            for piece in cutter.feed("".join(_sse(events))):
+                yield piece
+            events = []
+        elif batcher.add(d) is not None:
+            yield "".join(_sse(events)) if raw else events
             events = []
     if include_usage:
         events.append(chunk([], {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}))
     if openai_era == "F":
-        sse_text.extend(_sse(events))
-        sse_text.append("data: [DONE]\n\n")
-        for piece in _cut_bytes("".join(sse_text), rng):
+        for piece in cutter.feed("".join(_sse(events)) + "data: [DONE]\n\n", final=True):
             yield piece
         return
     if raw:
@@ -279,12 +278,20 @@ def _sse(events: list[dict[str, Any]]) -> list[str]:
     return [f"data: {json.dumps(e, ensure_ascii=False, separators=(',', ':'))}\n\n" for e in events]
 
 
-def _cut_bytes(text: str, rng: random.Random) -> list[str]:
-    """Era F: vllm serve's byte stream, cut where TCP reads happen, each piece decoded on its own."""
-    raw = text.encode()
-    out, i = [], 0
-    while i < len(raw):
-        step = rng.randint(1, 96)
-        out.append(raw[i : i + step].decode(errors="replace"))
-        i += step
-    return out
+class _ByteCutter:
+    """Era F: vllm serve's byte stream, cut where reads happen (1-96 bytes), each piece decoded on its
+    own with errors="replace" — which is how a character split across reads becomes U+FFFD."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.pending = b""
+        self.step = rng.randint(1, 96)
+
+    def feed(self, text: str, *, final: bool = False) -> list[str]:
+        self.pending += text.encode()
+        out = []
+        while len(self.pending) >= self.step or (final and self.pending):
+            piece, self.pending = self.pending[: self.step], self.pending[self.step :]
+            out.append(piece.decode(errors="replace"))
+            self.step = self.rng.randint(1, 96)
+        return out

@@ -14,12 +14,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.emulator.config import EmulatorConfig, HttpFault
 from harness.emulator.pool import EJob, Endpoint
+from harness.shapes import worker_error
 
 __all__ = ["create_app"]
 
@@ -137,6 +138,63 @@ async def health(request: Request) -> Response:
     return JSONResponse(_endpoint(request).health())
 
 
+async def openai_passthrough(request: Request) -> Response:
+    """RunPod's /openai/v1/... route: the request becomes a job for the worker's OpenAI route; a stream
+    relays the job's chunks as they are produced (SSE text items as they are, chunk dicts as events)."""
+    ep = _endpoint(request)
+    route = "/v1/" + request.path_params["path"]
+    if request.method == "GET":
+        body: dict[str, Any] = {}
+    else:
+        data = await _body_json(request)
+        if isinstance(data, JSONResponse):
+            return data
+        body = data
+    job = ep.submit({"openai_route": route, "openai_input": body}, None, sync=False)
+    if not body.get("stream"):
+        await ep.wait(job, ep.config.execution_timeout_s)
+        if job.status != "COMPLETED":
+            return _openai_error(job)
+        output = job.output[0] if isinstance(job.output, list) and job.output else job.output
+        return JSONResponse(output)
+
+    async def relay() -> AsyncIterator[bytes]:
+        while True:
+            await ep.wait(job, ep.config.execution_timeout_s, until_chunk=True)
+            items, job.buffer = job.buffer, []
+            for item in items:
+                if isinstance(item, str):
+                    yield item.encode()
+                else:
+                    for event in item if isinstance(item, list) else [item]:
+                        yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+            if job.terminal and not job.buffer:
+                if job.status != "COMPLETED":
+                    yield f"data: {json.dumps(_openai_error_body(job))}\n\n".encode()
+                return
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
+def _openai_error_body(job: EJob) -> dict[str, Any]:
+    err = worker_error(job.error or f"job {job.status}", default_type=job.status)
+    return {"error": {"message": err.message, "type": err.error_type, "code": err.code}}
+
+
+def _openai_error(job: EJob) -> JSONResponse:
+    body = _openai_error_body(job)
+    code = body["error"]["code"]
+    return JSONResponse(body, status_code=code if isinstance(code, int) and 400 <= code < 600 else 500)
+
+
+async def _body_json(request: Request) -> dict[str, Any] | JSONResponse:
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        return _err(400, "body is not valid JSON")
+    return data if isinstance(data, dict) else _err(400, "body must be an object")
+
+
 async def introspect(request: Request) -> Response:
     """Emulator-only: workers (with captured import tracebacks) and the recent event trail."""
     ep = _endpoint(request)
@@ -236,6 +294,7 @@ def create_app(config: EmulatorConfig) -> ASGIApp:
             Route(f"{base}/purge-queue", purge_queue, methods=["POST"]),
             Route(f"{base}/health", health, methods=["GET"]),
             Route(f"{base}/_emulator", introspect, methods=["GET"]),
+            Route(f"{base}/openai/v1/{{path:path}}", openai_passthrough, methods=["GET", "POST"]),
         ],
         lifespan=lifespan,
     )
