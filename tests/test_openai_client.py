@@ -149,7 +149,7 @@ async def test_no_bytes_for_too_long_is_a_stall() -> None:
     async with respx.mock(base_url=BASE) as router:
         sse_route(router, [(0, ev("a")), (1.0, ev("b", finish="stop"))])
         async with OpenAIClient(BASE, stall_timeout_s=0.2) as oa:
-            with pytest.raises(StreamStalled, match="no bytes for 0.2 s") as info:
+            with pytest.raises(StreamStalled, match=r"no bytes for 0\.2 s") as info:
                 await oa.chat(ASK, model="m")
     assert 0.2 <= info.value.waited_s < 0.9
 
