@@ -39,7 +39,10 @@ from harness.sse import SSEComment, SSEEvent, SSEParser
 from harness.timing import RequestTiming
 from harness.transport import HTTPCore, map_httpx_errors
 
-__all__ = ["Completion", "OpenAIClient"]
+__all__ = ["WARMUP_PATHS", "Completion", "OpenAIClient"]
+
+# Where servers put a warm-up hook: ours (mock), and the seed 003 proxy's /api/models/warmup.
+WARMUP_PATHS = ("warmup", "../warmup", "../api/models/warmup")
 
 
 @dataclass(slots=True)
@@ -114,6 +117,15 @@ class OpenAIClient:
             return list(extract(data).models)
         except (ShapeError, WorkerError) as exc:
             raise ProtocolError(f"GET /models: {exc}") from None
+
+    async def warmup(self, paths: tuple[str, ...] = ()) -> dict[str, int]:
+        """POST each known warm-up path (relative to the base URL; '../' climbs above /v1); status per path."""
+        found: dict[str, int] = {}
+        for path in paths or WARMUP_PATHS:
+            url = httpx.URL(self.base_url + "/").join(path)
+            resp = await self._core.send("POST", str(url), idempotent=False, json_body={})
+            found[path] = resp.status_code
+        return found
 
     async def chat(
         self,

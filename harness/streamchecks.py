@@ -22,6 +22,7 @@ __all__ = [
     "check_model_listed",
     "check_server_enforces_timeout",
     "check_streams_not_mixed",
+    "check_warmup",
 ]
 
 Outcome = Completion | BaseException
@@ -101,6 +102,20 @@ def check_server_enforces_timeout(outcome: Outcome) -> None:
             "no-server-timeout", "the client had to give up first", f"the server never ended the wait itself: {outcome}"
         )
     check_error_event_has_code(outcome)
+
+
+def check_warmup(statuses: dict[str, int]) -> None:
+    """A warm-up endpoint, if the server offers one, must work; none at all is worth knowing."""
+    broken = {p: s for p, s in statuses.items() if s >= 500}
+    if broken:
+        raise Finding("warmup-broken", "the warm-up endpoint fails", str(broken))
+    if not any(200 <= s < 300 for s in statuses.values()):
+        raise Finding(
+            "no-warmup",
+            "no warm-up endpoint",
+            f"tried {', '.join(statuses)}: the first request pays for loading the model",
+            Severity.INFO,
+        )
 
 
 def check_model_listed(models: Sequence[str], model: str) -> None:

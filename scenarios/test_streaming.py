@@ -25,6 +25,7 @@ from harness.streamchecks import (
     check_model_listed,
     check_server_enforces_timeout,
     check_streams_not_mixed,
+    check_warmup,
 )
 
 ASK = [{"role": "user", "content": "Write a Python function that reverses a string."}]
@@ -115,8 +116,9 @@ async def test_models_lists_the_served_model_and_warmup_exists(oa: OpenAIClient,
     check_model_listed(models, "normal")
     with pytest.raises(Finding, match="does not list"):
         check_model_listed(models, "Qwen/Qwen2.5-Coder-7B")
-    r = await oa._core.send("POST", "/warmup", idempotent=True)
-    assert r.status_code == 200
+    check_warmup(await oa.warmup())
+    with pytest.raises(Finding, match="no warm-up endpoint"):
+        check_warmup({"warmup": 404, "../warmup": 404})
 
 
 async def test_concurrent_streams_are_not_mixed(oa: OpenAIClient) -> None:
@@ -153,6 +155,12 @@ async def test_live_stream_timing(live: tuple[OpenAIClient, str], request: pytes
     check_first_chunk_within(c, request.config.getoption("--ttft-budget"))
     check_keepalive_interval(c, request.config.getoption("--keepalive-max-gap"))
     check_loading_signalled(c, request.config.getoption("--keepalive-max-gap"))
+
+
+@pytest.mark.live
+async def test_live_warmup(live: tuple[OpenAIClient, str]) -> None:
+    client, _ = live
+    check_warmup(await client.warmup())
 
 
 @pytest.mark.live

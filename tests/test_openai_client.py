@@ -230,10 +230,13 @@ async def test_runpod_openai_passthrough_on_the_emulator(era: str) -> None:
             whole = await oa.chat(ASK, model="devai-scripted", max_tokens=12, stream=False)
             with pytest.raises(StreamErrorEvent, match="max_tokens") as info:
                 await oa.chat(ASK, model="devai-scripted", max_tokens=0)
+            completion = await oa.complete("def f():", model="devai-scripted", max_tokens=5)
     assert streamed.text == whole.text and streamed.finish_reason == "length"
     assert streamed.usage is not None and streamed.usage.output_tokens == 12
     assert streamed.timing.content_chunks >= 12 // 3  # relayed as produced, not in one piece
     assert info.value.code == 400
+    assert completion.finish_reason == "length" and completion.usage is not None
+    assert completion.usage.output_tokens == 5 and completion.text
 
 
 async def test_mock_faults_seen_through_the_runpod_lifecycle() -> None:
