@@ -69,15 +69,16 @@ class ScriptedEngine:
         self,
         *,
         fixtures: str | Path | None = None,
+        responses: list[dict[str, str]] | None = None,
         ttft_s: float = 0.0,
         tokens_per_s: float = 0.0,
         stall_after_tokens: int | None = None,
         stall_s: float = 0.0,
         filler_tokens: int = 40,
     ) -> None:
-        self.rules: list[tuple[re.Pattern[str], str]] = []
+        self.rules: list[tuple[re.Pattern[str], str]] = list(_rules(responses, "worker.responses")) if responses else []
         if fixtures:
-            self.rules = _load_rules(Path(fixtures))
+            self.rules += _load_rules(Path(fixtures))
         self.ttft_s = ttft_s
         self.tokens_per_s = tokens_per_s
         self.stall_after_tokens = stall_after_tokens
@@ -120,7 +121,10 @@ def _load_rules(path: Path) -> list[tuple[re.Pattern[str], str]]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read scripted fixtures {path}: {exc}") from None
-    rules = data.get("responses") if isinstance(data, dict) else None
+    return _rules(data.get("responses") if isinstance(data, dict) else None, str(path))
+
+
+def _rules(rules: Any, path: str) -> list[tuple[re.Pattern[str], str]]:
     if not isinstance(rules, list):
         raise ConfigError(f"{path}: expected a 'responses' list of {{match, response}}")
     out = []
@@ -206,6 +210,7 @@ def make_engine(options: dict[str, Any]) -> Engine:
     if kind == "scripted":
         return ScriptedEngine(
             fixtures=options.get("fixtures"),
+            responses=options.get("responses"),
             ttft_s=float(options.get("ttft_s", 0.0)),
             tokens_per_s=float(options.get("tokens_per_s", 0.0)),
             stall_after_tokens=options.get("stall_after_tokens"),
