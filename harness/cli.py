@@ -221,6 +221,35 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+RECORDED_MODULES = ("scenarios/test_devai_tasks.py", "scenarios/test_protocol.py", "scenarios/test_faults.py")
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    """Re-record the cassettes from the emulator (or a live endpoint) by running the scenario modules."""
+    import subprocess
+
+    modules = args.modules or list(RECORDED_MODULES)
+    missing = [m for m in modules if not Path(m).is_file()]
+    if missing:
+        print(f"record: run it from the repository root ({', '.join(missing)} not found)", file=sys.stderr)
+        return 2
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *modules,
+        "--target",
+        args.target,
+        "--record-mode",
+        args.mode,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
+    print("running: " + " ".join(cmd[2:]), flush=True)
+    return subprocess.call(cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="devai-harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"devai-harness {__version__}")
@@ -256,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--container-port", type=int, default=8000, help="the image's API port (default 8000)")
     p.add_argument("--crash-window", type=float, default=15.0, help="seconds the container must stay up")
     p.set_defaults(func=_cmd_worker_check)
+    p = sub.add_parser("record", help="re-record the scenario cassettes (default: from the emulator)")
+    p.add_argument("modules", nargs="*", help=f"scenario modules (default: {', '.join(RECORDED_MODULES)})")
+    p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")
+    p.add_argument(
+        "--mode",
+        default="rewrite",
+        choices=["rewrite", "once", "new_episodes", "all"],
+        help="pytest-recording mode (default rewrite: replace each cassette)",
+    )
+    p.set_defaults(func=_cmd_record)
     p = sub.add_parser("shapes", help="recognise a saved job/output JSON and print the extracted text")
     p.add_argument("file", help="JSON file, or - for stdin")
     p.set_defaults(func=_cmd_shapes)

@@ -6,21 +6,31 @@ Options (group "devai-harness"; precedence: default < environment < command line
   ``@pytest.mark.emulator(cold_start=0.1, faults={...})`` (EmulatorConfig keys; a config path may come first);
 * ``mock_openai``: the loopback OpenAI-compatible mock (harness.mockopenai), ``@pytest.mark.mock_openai(**MockConfig)``;
 * ``openai_target``: a real OpenAI-compatible server from ``--openai-base-url`` / OPENAI_BASE_URL; tests that
-  use it are skipped, with the reason, when none is given.
+  use it are skipped, with the reason, when none is given;
+* ``target`` and ``runpod_client``: the endpoint a scenario talks to (``--target``): ``replay`` (default;
+  cassettes, nothing else reachable), ``emulator`` (the embedded emulator; with ``--record-mode`` it records
+  cassettes), ``runpod`` (live: RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID), ``openai`` (OpenAI-compatible only);
+* ``harness_results``: rows for the terminal summary table and ``--harness-report PATH`` (.json and .xml).
+
+Scenario modules mark themselves ``@pytest.mark.devai_cassette``; the plugin turns that into pytest-recording's
+``vcr`` marker when replaying or recording (``--record-mode`` is pytest-recording's, default ``none``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from harness.emulator import Emulator
+    from harness.runpod import RunPodClient
     from harness.serving import BackgroundServer
+    from harness.suite import Results
 
 MARKERS = {
     "live": "talks to a real endpoint (RunPod or OpenAI-compatible); skipped without credentials",
@@ -29,7 +39,11 @@ MARKERS = {
     "gpu": "needs an NVIDIA GPU",
     "emulator": "emulator(config=None, **overrides): configure the `emulator` fixture (EmulatorConfig keys)",
     "mock_openai": "mock_openai(**config): configure the `mock_openai` fixture (MockConfig keys)",
+    "devai_cassette": "the test replays (or records) a cassette under cassettes/<module>/",
+    "runpod_client": "runpod_client(**kwargs): extra RunPodClient arguments for the `runpod_client` fixture",
 }
+TARGETS = ("replay", "emulator", "runpod", "openai")
+RESULTS = pytest.StashKey["Results"]()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +72,133 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="most seconds of silence allowed before the first content (default 15)",
     )
     group.addoption("--stall-timeout", type=float, default=30.0, help="seconds without a byte = stalled (default 30)")
+    group.addoption(
+        "--target",
+        choices=TARGETS,
+        default=None,
+        help="replay (default: cassettes) | emulator | runpod (live) | openai (env DEVAI_TARGET)",
+    )
+    group.addoption(
+        "--endpoint-id", default=None, help="RunPod endpoint id for --target runpod (env RUNPOD_ENDPOINT_ID)"
+    )
+    group.addoption(
+        "--harness-report", default=None, metavar="PATH", help="write the results as PATH.json and PATH.xml (JUnit)"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from harness.suite import Results
+
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    config.stash[RESULTS] = Results()
+
+
+def _target(config: pytest.Config) -> str:
+    value = config.getoption("--target") or os.environ.get("DEVAI_TARGET") or "replay"
+    if value not in TARGETS:
+        raise pytest.UsageError(f"DEVAI_TARGET={value!r}: expected one of {', '.join(TARGETS)}")
+    return str(value)
+
+
+def _recording(config: pytest.Config) -> bool:
+    return (config.getoption("--record-mode", default="none") or "none") != "none"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    target = _target(config)
+    if _recording(config) and target not in ("emulator", "runpod"):
+        raise pytest.UsageError("--record-mode records from --target emulator or --target runpod, not " + target)
+    for item in items:
+        if item.get_closest_marker("devai_cassette") and (target == "replay" or _recording(config)):
+            item.add_marker(pytest.mark.vcr)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS, None)
+    if results is None or not results.rows:
+        return
+    terminalreporter.write_sep("=", f"devai-harness: {len(results.rows)} task run(s) on target {_target(config)}")
+    terminalreporter.write_line(results.table())
+    path = config.getoption("--harness-report")
+    if path:
+        json_path, xml_path = results.write(path)
+        terminalreporter.write_line(f"report: {json_path} and {xml_path}")
+
+
+@pytest.fixture
+def harness_results(request: pytest.FixtureRequest) -> Results:
+    return request.config.stash[RESULTS]
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest) -> str:
+    return _target(request.config)
+
+
+@pytest.fixture
+async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIterator[RunPodClient]:
+    """A RunPodClient for the chosen target. Replay hands back the recorded clock, so polling decisions
+    (and timeouts, and zombie verdicts) are the recorded ones, in milliseconds."""
+    from harness.clock import Clock, SystemClock
+    from harness.runpod import RunPodClient
+    from harness.suite import REPLAY_BASE_URL, REPLAY_ENDPOINT, REPLAY_KEY, CassetteYAML, RecordingClock, ReplayClock
+
+    marker = request.node.get_closest_marker("runpod_client")
+    kwargs = dict(marker.kwargs) if marker else {}
+    clock_path = None
+    if request.node.get_closest_marker("devai_cassette"):
+        folder = Path(request.getfixturevalue("vcr_cassette_dir"))
+        clock_path = folder / f"{request.getfixturevalue('default_cassette_name')}.clock.yaml"
+    if target == "openai":
+        pytest.skip("--target openai has no RunPod job API: RunPod protocol scenarios do not apply")
+    clock: Clock
+    if target == "replay":
+        if clock_path is None or not clock_path.exists():
+            pytest.fail(f"no cassette recorded for this test ({clock_path}): run `devai-harness record`", pytrace=False)
+        clock = ReplayClock(clock_path)
+        client = RunPodClient(REPLAY_ENDPOINT, REPLAY_KEY, base_url=REPLAY_BASE_URL, clock=clock, **kwargs)
+    elif target == "emulator":
+        emu = request.getfixturevalue("emulator")
+        clock = RecordingClock() if _recording(request.config) else SystemClock()
+        client = emu.client(clock=clock, **kwargs)
+        cfg = emu.config
+        CassetteYAML.meta = {
+            "source": "devai-harness emulator (made by us, not a live endpoint)",
+            "emulator": {
+                "handler": cfg.handler,
+                "cold_start_s": cfg.cold_start.seconds,
+                "max_workers": cfg.max_workers,
+                "faults": str(cfg.faults),
+                "worker_era": cfg.worker.get("era", "native"),
+            },
+        }
+    else:
+        key, endpoint = (
+            os.environ.get("RUNPOD_API_KEY"),
+            (request.config.getoption("--endpoint-id") or os.environ.get("RUNPOD_ENDPOINT_ID")),
+        )
+        if not key or not endpoint:
+            pytest.skip("live RunPod target needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (or --endpoint-id)")
+        clock = RecordingClock() if _recording(request.config) else SystemClock()
+        CassetteYAML.meta = {"source": "live RunPod endpoint (scrubbed)"}
+        client = RunPodClient.from_env(
+            {
+                "RUNPOD_API_KEY": key,
+                "RUNPOD_ENDPOINT_ID": endpoint,
+                **(
+                    {"RUNPOD_ENDPOINT_BASE_URL": os.environ["RUNPOD_ENDPOINT_BASE_URL"]}
+                    if os.environ.get("RUNPOD_ENDPOINT_BASE_URL")
+                    else {}
+                ),
+            },
+            clock=clock,
+            **kwargs,
+        )
+    async with client:
+        yield client
+    if isinstance(clock, RecordingClock) and clock_path is not None:
+        clock.save(clock_path)
 
 
 @pytest.fixture

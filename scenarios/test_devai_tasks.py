@@ -1,0 +1,85 @@
+"""Every devai task x case, through a real or recorded endpoint, in both input forms; each answer checked.
+
+Targets: replay (default, cassettes recorded from the emulator serving the cases' good answers),
+emulator, runpod (live), openai (an OpenAI-compatible server: --openai-base-url, --model).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.findings import Finding
+from harness.openai import OpenAIClient
+from harness.pytest_plugin import OpenAITarget
+from harness.runpod import RunPodClient
+from harness.shapes import extract
+from harness.suite import ResultRow, Results
+from harness.tasks import CHECKS, Answer, CheckSkipped, TaskCase, load_cases, native_input, openai_input, scripted_rules
+
+CASES = load_cases(Path(__file__).parent / "tasks")
+MODEL = "devai-scripted"
+
+pytestmark = [
+    pytest.mark.devai_cassette,
+    pytest.mark.emulator(cold_start=0.0, worker={"responses": scripted_rules(CASES), "model": MODEL}),
+]
+
+
+def run_checks(case: TaskCase, answer: Answer, row: ResultRow) -> list[str]:
+    failures, skipped = [], []
+    for check in CHECKS[case.task]:
+        try:
+            check(answer, case)
+            row.checks[check.__name__] = "pass"
+        except CheckSkipped as exc:
+            row.checks[check.__name__] = f"skip: {exc}"
+            skipped.append(str(exc))
+        except Finding as exc:
+            row.checks[check.__name__] = f"fail: {exc}"
+            failures.append(f"{check.__name__}: {exc}")
+    return failures
+
+
+@pytest.mark.parametrize("form", ["native", "openai-route"])
+@pytest.mark.parametrize("case", CASES, ids=[c.test_id for c in CASES])
+async def test_task_via_runpod(
+    case: TaskCase, form: str, runpod_client: RunPodClient, harness_results: Results
+) -> None:
+    payload = native_input(case) if form == "native" else openai_input(case, MODEL)
+    row = ResultRow(test=f"{case.test_id}[{form}]", task=case.task, case=case.id, form=form)
+    harness_results.rows.append(row)
+    t0 = time.perf_counter()
+    try:
+        job = await runpod_client.run(payload, timeout=600)
+        got = extract(job.output)
+    except HarnessError as exc:
+        row.checks["answer"] = f"fail: {type(exc).__name__}: {exc}"
+        raise
+    row.latency_ms = (job.delay_time_ms or 0) + (job.execution_time_ms or 0) or (time.perf_counter() - t0) * 1000
+    row.output_tokens = got.usage.output_tokens if got.usage else None
+    row.shape = got.shape
+    row.checks["answer"] = "pass"
+    failures = run_checks(case, Answer(got.text, got.finish_reason or "stop", got.usage), row)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("case", CASES, ids=[c.test_id for c in CASES])
+async def test_task_via_openai(case: TaskCase, openai_target: OpenAITarget, harness_results: Results) -> None:
+    row = ResultRow(test=f"{case.test_id}[openai]", task=case.task, case=case.id, form="openai")
+    harness_results.rows.append(row)
+    async with OpenAIClient(openai_target.base_url, openai_target.api_key) as oa:
+        model = openai_target.model or (await oa.models())[0]
+        from harness.tasks import DEFAULT_MAX_TOKENS, messages_for
+
+        c = await oa.chat(messages_for(case), model=model, max_tokens=DEFAULT_MAX_TOKENS, extra={"temperature": 0})
+    row.latency_ms = (c.timing.e2e or 0) * 1000
+    row.output_tokens = c.timing.output_tokens
+    row.shape = "openai-chat-chunks"
+    row.checks["answer"] = "pass"
+    failures = run_checks(case, Answer(c.text, c.finish_reason, c.usage), row)
+    assert not failures, "\n".join(failures)
