@@ -95,7 +95,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _target(config: pytest.Config) -> str:
-    value = config.getoption("--target") or os.environ.get("DEVAI_TARGET") or "replay"
+    """--target > DEVAI_TARGET > runpod when ``-m live`` selects live tests > replay."""
+    live = "live" in str(config.getoption("markexpr", "")).replace("not live", "")
+    value = config.getoption("--target") or os.environ.get("DEVAI_TARGET") or ("runpod" if live else "replay")
     if value not in TARGETS:
         raise pytest.UsageError(f"DEVAI_TARGET={value!r}: expected one of {', '.join(TARGETS)}")
     return str(value)
@@ -105,6 +107,7 @@ def _recording(config: pytest.Config) -> bool:
     return (config.getoption("--record-mode", default="none") or "none") != "none"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: a scenario on a live target is a live test
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     target = _target(config)
     if _recording(config) and target not in ("emulator", "runpod"):
@@ -112,6 +115,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("devai_cassette") and (target == "replay" or _recording(config)):
             item.add_marker(pytest.mark.vcr)
+        if item.get_closest_marker("devai_cassette") and target == "runpod":
+            item.add_marker(pytest.mark.live)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

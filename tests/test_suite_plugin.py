@@ -47,9 +47,12 @@ def test_live_target_without_credentials_skips_with_the_reason(
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(LIVE_TEST)
-    result = pytester.runpytest_subprocess("--target", "runpod", "-rs", *COMMON)
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID*"])
+    for args in (["-m", "live"], ["--target", "runpod", "-m", "live"]):  # -m live alone means live RunPod
+        result = pytester.runpytest_subprocess(*args, "-rs", *COMMON)
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID*"])
+    result = pytester.runpytest_subprocess("--target", "runpod", "-m", "not live", *COMMON)
+    result.assert_outcomes(deselected=1)  # on a live target, scenarios are live tests
 
 
 def test_replay_never_records(pytester: pytest.Pytester) -> None:
