@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import HarnessError, ShapeError, WorkerError
+from harness.load.phases import LATENCY_POLL
 from harness.probe import ERA_CASES, LatencyRow, ProbeRow, latency_probe, probe_case
 from harness.runpod import RunPodClient
 from harness.shapes import extract
@@ -70,8 +72,37 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+SUITE_MODULES = ("scenarios/test_devai_tasks.py", "scenarios/test_protocol.py", "scenarios/test_faults.py")
+
+
+def _run_suite(target: str, run_dir: Path, show: Callable[[str], None]) -> tuple[str, bool]:
+    """The conformance suite in a pytest subprocess; (its closing line, passed)."""
+    import subprocess
+
+    if not all(Path(m).is_file() for m in SUITE_MODULES):
+        return "skipped: run from the repository root to include scenarios/", True
+    show(f"suite: {len(SUITE_MODULES)} scenario modules on target {target} (pytest)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *SUITE_MODULES,
+        "--target",
+        target,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--harness-report",
+        str(run_dir / "suite"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    (run_dir / "suite.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    lines = [line.strip("= ") for line in proc.stdout.splitlines() if line.strip()]
+    return (lines[-1] if lines else "no output"), proc.returncode == 0
+
+
 async def _check_emulator(
-    args: argparse.Namespace, show: Callable[[str], None]
+    args: argparse.Namespace, show: Callable[[str], None], run_dir: Path
 ) -> tuple[list[ProbeRow], list[LatencyRow]]:
     from harness.emulator import Emulator, load_config
 
@@ -82,31 +113,54 @@ async def _check_emulator(
         with Emulator(base, cold_start=0.0, worker={**base.worker, **options}) as emu:
             async with emu.client() as rp:
                 rows.append(await probe_case(rp, label, job_input, expected, timeout=args.timeout))
-    show(f"latency: cold start {base.cold_start.seconds:g} s, idle timeout {base.idle_timeout_s:g} s")
-    with Emulator(base) as emu, contextlib.suppress(HarnessError):
-        async with emu.client() as rp:
-            return rows, await latency_probe(rp, timeout=args.timeout, progress=show)
-    return rows, []
+    pickup = base.idle_pickup_s or 0.3  # seed 000: warm requests wait longer than hot ones; modelled
+    show(
+        f"latency: cold start {base.cold_start.seconds:g} s, idle timeout {base.idle_timeout_s:g} s, "
+        f"warm pickup {pickup:g} s (modelled)"
+    )
+    with Emulator(base, idle_pickup_s=pickup) as emu:
+        async with emu.client(poll=LATENCY_POLL) as rp:
+            latency = await latency_probe(
+                rp, idle_timeout_s=base.idle_timeout_s, timeout=args.timeout, run_dir=run_dir, progress=show
+            )
+    return rows, latency
 
 
 async def _check_runpod(
-    args: argparse.Namespace, show: Callable[[str], None]
+    args: argparse.Namespace, show: Callable[[str], None], run_dir: Path
 ) -> tuple[list[ProbeRow], list[LatencyRow]]:
     rows = []
-    async with RunPodClient.from_env() as rp:
+    async with RunPodClient.from_env(poll=LATENCY_POLL) as rp:
         for label, job_input in (("native chat", ERA_CASES[0][2]), ("openai route chat", ERA_CASES[5][2])):
             show(f"live: {label}")
             rows.append(await probe_case(rp, label, job_input, None, timeout=args.timeout))
-        return rows, await latency_probe(rp, timeout=args.timeout, progress=show)
+        latency = await latency_probe(
+            rp, idle_timeout_s=args.idle_timeout, timeout=args.timeout, run_dir=run_dir, progress=show
+        )
+    return rows, latency
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    """The main job: every output era through the client, then cold and hot latency."""
+    """The main job: the conformance suite, every output era through the client, then cold, hot and warm
+    latency, with a report (JSON, CSV, JUnit, HTML with plots) in the run directory."""
+    from harness.load.report import build_report
+
     show = _progress(not args.quiet)
+    run_dir = Path(args.run_dir or f"runs/check-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stale = list(run_dir.glob("records-*.jsonl"))
+    for old in stale:  # a report mixing two runs would lie
+        old.unlink()
+    if stale:
+        print(f"note: removed {len(stale)} records file(s) of an earlier run in {run_dir}")
     where = "embedded emulator (127.0.0.1)" if args.target == "emulator" else "RunPod (RUNPOD_ENDPOINT_ID)"
-    print(f"devai-harness check against the {where}")
+    print(f"devai-harness check against the {where}; results in {run_dir}")
+    suite_line, suite_ok = ("not run (--no-suite)", True)
+    if not args.no_suite:
+        suite_line, suite_ok = _run_suite(args.suite_target or args.target, run_dir, show)
     runner = _check_emulator if args.target == "emulator" else _check_runpod
-    rows, latency = asyncio.run(runner(args, show))
+    rows, latency = asyncio.run(runner(args, show, run_dir))
+    print(f"\nConformance suite: {suite_line}")
     print("\nOutput shapes through RunPodClient.run:")
     print(
         _table(
@@ -117,24 +171,43 @@ def _cmd_check(args: argparse.Namespace) -> int:
             ],
         )
     )
-    if latency:
-        print("\nLatency (e2e measured by the client; delay/exec as reported by the endpoint):")
-        print(
-            _table(
-                ["phase", "e2e ms", "delayTime ms", "executionTime ms"],
-                [[r.phase, f"{r.e2e_ms:.0f}", _ms(r.delay_ms), _ms(r.execution_ms)] for r in latency],
-            )
+    print("\nLatency (e2e measured by the client; delay/exec as reported by the endpoint; label checked by /health):")
+    print(
+        _table(
+            ["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"],
+            [
+                [
+                    r.phase,
+                    f"{r.e2e_ms:.0f}",
+                    _ms(r.delay_ms),
+                    _ms(r.execution_ms),
+                    {True: "confirmed", False: "MISLABELLED", None: "-"}[r.confirmed],
+                ]
+                for r in latency
+            ],
         )
-    failed = sum(not r.ok for r in rows) + (0 if latency else 1)
+    )
+    paths = build_report(run_dir, idle_timeout_s=args.idle_timeout)
+    checks = json.loads(paths["json"].read_text())["checks"]
+    for c in checks:
+        print(f"  {'PASS' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
+    failed = sum(not r.ok for r in rows) + sum(not c["ok"] for c in checks) + (0 if suite_ok else 1)
+    passed = len(rows) - sum(not r.ok for r in rows) + sum(c["ok"] for c in checks) + (1 if suite_ok else 0)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"target": args.target, "cases": [asdict(r) for r in rows], "latency": [asdict(r) for r in latency]},
+                {
+                    "target": args.target,
+                    "suite": suite_line,
+                    "cases": [asdict(r) for r in rows],
+                    "latency": [asdict(r) for r in latency],
+                    "checks": checks,
+                },
                 indent=2,
             )
         )
-        print(f"\nwrote {args.json}")
-    print(f"\n{len(rows) - sum(not r.ok for r in rows)} passed, {failed} failed")
+    print(f"\nreport: {paths['html']} (also report.json, records.csv, junit.xml)")
+    print(f"\n{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 
@@ -221,6 +294,34 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.load.report import build_report
+
+    paths = build_report(
+        args.run_dir,
+        price_per_hour=args.price_per_hour,
+        idle_timeout_s=args.idle_timeout,
+        rate_per_s=args.rate,
+        slo_p95_s=args.slo_p95,
+    )
+    data = json.loads(paths["json"].read_text())
+    for check in data["checks"]:
+        print(f"{'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}")
+    c = data["cost"]
+    print(
+        f"cost: {c['billed_s_per_request']:.2f} billed GPU-s/request, ${c['dollars_per_request']:.5f}/request, "
+        f"${c['dollars_per_month']:,.2f}/month at {c['rate_per_s']:.3f} req/s and ${c['price_per_hour']}/h"
+    )
+    if data.get("max_sustainable"):
+        m = data["max_sustainable"]
+        print(
+            f"capacity: max sustainable step {m['step']} ({m['throughput_per_s']:.1f} req/s, goodput "
+            f"{m['goodput_per_s']:.1f}/s, p95 {m['p95_s']:.2f} s)"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0 if all(c["ok"] for c in data["checks"]) else 1
+
+
 RECORDED_MODULES = ("scenarios/test_devai_tasks.py", "scenarios/test_protocol.py", "scenarios/test_faults.py")
 
 
@@ -259,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="emulator YAML config (target emulator)")
     p.add_argument("--timeout", type=float, default=120.0, help="deadline per job, seconds")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--run-dir", help="where the report goes (default runs/check-TIMESTAMP)")
+    p.add_argument("--idle-timeout", type=float, default=5.0, help="the endpoint's idle timeout (target runpod)")
+    p.add_argument("--no-suite", action="store_true", help="skip the conformance suite")
+    p.add_argument(
+        "--suite-target",
+        choices=["replay", "emulator", "runpod"],
+        help="run the suite on this target (default: --target)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_check)
     p = sub.add_parser("emulate", help="serve the RunPod emulator in the foreground")
@@ -285,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--container-port", type=int, default=8000, help="the image's API port (default 8000)")
     p.add_argument("--crash-window", type=float, default=15.0, help="seconds the container must stay up")
     p.set_defaults(func=_cmd_worker_check)
+    p = sub.add_parser("report", help="JSON, CSV, JUnit and an HTML page with plots from a load run's records")
+    p.add_argument("run_dir")
+    p.add_argument("--price-per-hour", type=float, default=2.49, help="GPU price in $/h (default 2.49)")
+    p.add_argument("--idle-timeout", type=float, default=5.0, help="the endpoint's idle timeout, s (default 5)")
+    p.add_argument("--rate", type=float, help="traffic for the cost model, req/s (default: the run's)")
+    p.add_argument("--slo-p95", type=float, default=10.0, help="capacity SLO: p95 end-to-end seconds")
+    p.set_defaults(func=_cmd_report)
     p = sub.add_parser("record", help="re-record the scenario cassettes (default: from the emulator)")
     p.add_argument("modules", nargs="*", help=f"scenario modules (default: {', '.join(RECORDED_MODULES)})")
     p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")

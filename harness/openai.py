@@ -39,7 +39,7 @@ from harness.sse import SSEComment, SSEEvent, SSEParser
 from harness.timing import RequestTiming
 from harness.transport import HTTPCore, map_httpx_errors
 
-__all__ = ["WARMUP_PATHS", "Completion", "OpenAIClient"]
+__all__ = ["WARMUP_PATHS", "Completion", "OpenAIClient", "record_event"]
 
 # Where servers put a warm-up hook: ours (mock), and the seed 003 proxy's /api/models/warmup.
 WARMUP_PATHS = ("warmup", "../warmup", "../api/models/warmup")
@@ -255,12 +255,10 @@ class OpenAIClient:
                         if rec.is_done:
                             done = True
                             continue
-                        last_content = self._on_event(rec, chunks, timing, now, last_content, on_delta)
+                        last_content = record_event(rec, chunks, timing, now, last_content, on_delta)
                 for rec in parser.finish():
                     if isinstance(rec, SSEEvent) and not rec.is_done:
-                        last_content = self._on_event(
-                            rec, chunks, timing, self.clock.now() - t0, last_content, on_delta
-                        )
+                        last_content = record_event(rec, chunks, timing, self.clock.now() - t0, last_content, on_delta)
         timing.e2e = self.clock.now() - t0
         if head and not records:
             raise StreamProtocolError(f"POST {path}: the reply is not an SSE stream (starts {head!r})")
@@ -302,48 +300,6 @@ class OpenAIClient:
                 waited_s=waited,
             ) from None
 
-    def _on_event(
-        self,
-        rec: SSEEvent,
-        chunks: list[dict[str, Any]],
-        timing: RequestTiming,
-        now: float,
-        last_content: float | None,
-        on_delta: Callable[[str], None] | None,
-    ) -> float | None:
-        try:
-            data = json.loads(rec.data)
-        except ValueError:
-            raise ProtocolError(f"SSE event is not JSON: {rec.data[:80]!r}") from None
-        if not isinstance(data, dict):
-            raise ProtocolError(f"SSE event is not an object: {rec.data[:80]!r}")
-        if rec.event == "error" or data.get("type") == "error" or ("error" in data and "choices" not in data):
-            err = worker_error(data)
-            raise StreamErrorEvent(err.message, code=err.code, raw=data)
-        if "choices" not in data:
-            timing.signals.append((now, str(data.get("type") or data.get("object") or "event")))
-            return last_content
-        chunks.append(data)
-        content = reasoning = ""
-        for c in data.get("choices") or ():
-            part = c.get("delta") if isinstance(c, dict) and isinstance(c.get("delta"), dict) else c
-            if isinstance(part, dict):
-                content += str(part.get("content") or part.get("text") or "")
-                reasoning += str(part.get("reasoning_content") or part.get("reasoning") or "")
-        if reasoning and timing.first_reasoning is None:
-            timing.first_reasoning = now
-        if content:
-            timing.content_chunks += 1
-            if timing.ttft is None:
-                timing.ttft = now
-            if last_content is not None:
-                timing.gaps.append(now - last_content)
-            timing.last_content = now
-            if on_delta is not None:
-                on_delta(content)
-            return now
-        return last_content
-
     @staticmethod
     def _finish(got: Any, timing: RequestTiming, model: Any, findings: list[Finding]) -> Completion:
         timing.finish_reason = got.finish_reason
@@ -368,3 +324,47 @@ class StatusError400(Exception):
         super().__init__(text)
         self.text = text
         self.error = error
+
+
+def record_event(
+    rec: SSEEvent,
+    chunks: list[dict[str, Any]],
+    timing: RequestTiming,
+    now: float,
+    last_content: float | None,
+    on_delta: Callable[[str], None] | None,
+) -> float | None:
+    """Apply one SSE event to the timing record; return the time of the last content chunk.
+    Shared by the async client and the sync (locust) driver."""
+    try:
+        data = json.loads(rec.data)
+    except ValueError:
+        raise ProtocolError(f"SSE event is not JSON: {rec.data[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"SSE event is not an object: {rec.data[:80]!r}")
+    if rec.event == "error" or data.get("type") == "error" or ("error" in data and "choices" not in data):
+        err = worker_error(data)
+        raise StreamErrorEvent(err.message, code=err.code, raw=data)
+    if "choices" not in data:
+        timing.signals.append((now, str(data.get("type") or data.get("object") or "event")))
+        return last_content
+    chunks.append(data)
+    content = reasoning = ""
+    for c in data.get("choices") or ():
+        part = c.get("delta") if isinstance(c, dict) and isinstance(c.get("delta"), dict) else c
+        if isinstance(part, dict):
+            content += str(part.get("content") or part.get("text") or "")
+            reasoning += str(part.get("reasoning_content") or part.get("reasoning") or "")
+    if reasoning and timing.first_reasoning is None:
+        timing.first_reasoning = now
+    if content:
+        timing.content_chunks += 1
+        if timing.ttft is None:
+            timing.ttft = now
+        if last_content is not None:
+            timing.gaps.append(now - last_content)
+        timing.last_content = now
+        if on_delta is not None:
+            on_delta(content)
+        return now
+    return last_content

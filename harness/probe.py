@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
@@ -80,6 +81,7 @@ class LatencyRow:
     e2e_ms: float
     delay_ms: int | None
     execution_ms: int | None
+    confirmed: bool | None = None
 
 
 async def probe_case(
@@ -101,15 +103,56 @@ async def probe_case(
 
 
 async def latency_probe(
-    rp: RunPodClient, *, hot: int = 3, timeout: float, progress: Callable[[str], None] = lambda _: None
+    rp: RunPodClient,
+    *,
+    idle_timeout_s: float,
+    timeout: float,
+    run_dir: str | Path | None = None,
+    hot: int = 2,
+    warm: int = 2,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> list[LatencyRow]:
-    """The first request on a scaled-to-zero endpoint is cold; back-to-back ones after it are hot."""
-    rows = []
+    """Cold, hot and warm requests by the phase plan (harness.load.phases), each label checked against
+    /health just before it. The first step's wait is skipped on an endpoint already at zero workers.
+    With ``run_dir``, every request is also written as a LoadRecord for ``devai-harness report``."""
+    from harness.load.phases import PhasePlan, confirm
+    from harness.load.records import LoadRecord, RecordWriter
+
+    writer = RecordWriter(run_dir) if run_dir is not None else None
+    steps = PhasePlan(idle_timeout_s=idle_timeout_s, rounds=1, warm=warm, hot=hot).steps()
+    rows: list[LatencyRow] = []
     job_input = {"messages": CHAT, "sampling_params": {"max_tokens": 32}}
-    for i in range(1 + hot):
-        phase = "cold" if i == 0 else "hot"
-        progress(f"latency: {phase} request {i + 1}/{1 + hot}")
-        t0 = time.perf_counter()
+    last_end: float | None = None
+    for i, step in enumerate(steps, 1):
+        health = await rp.health()
+        if i > 1 or health.workers.total > 0:
+            progress(f"latency: waiting {step.wait_s:g} s before a {step.phase} request")
+            await rp.clock.sleep(step.wait_s)
+            health = await rp.health()
+        progress(f"latency: {step.phase} request {i}/{len(steps)}")
+        workers = {k: getattr(health.workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
+        gap = None if last_end is None else time.monotonic() - last_end
+        start_unix, t0 = time.time(), time.perf_counter()
         job = await rp.run(job_input, timeout=timeout)
-        rows.append(LatencyRow(phase, (time.perf_counter() - t0) * 1000, job.delay_time_ms, job.execution_time_ms))
+        e2e = time.perf_counter() - t0
+        last_end = time.monotonic()
+        confirmed, evidence = confirm(step.phase, workers, gap, hot_gap_s=0.5)
+        rows.append(LatencyRow(step.phase, e2e * 1000, job.delay_time_ms, job.execution_time_ms, confirmed))
+        if writer is not None:
+            writer.write(
+                LoadRecord(
+                    process=writer.pid,
+                    seq=writer.next_seq(),
+                    label="latency",
+                    phase=step.phase,
+                    start_unix=start_unix,
+                    e2e_s=e2e,
+                    delay_ms=job.delay_time_ms,
+                    execution_ms=job.execution_time_ms,
+                    workers_before=workers,
+                    confirmed=confirmed,
+                    evidence=f"{evidence}; delayTime {job.delay_time_ms} ms",
+                    worker_id=job.worker_id,
+                )
+            )
     return rows

@@ -119,6 +119,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.live)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its rows to the controller, which prints and reports them."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        from dataclasses import asdict
+
+        output["devai_rows"] = [asdict(r) for r in session.config.stash[RESULTS].rows]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    from harness.suite import ResultRow
+
+    rows = getattr(node, "workeroutput", {}).get("devai_rows", [])
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    config.stash[RESULTS].rows.extend(ResultRow(**r) for r in rows)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS, None)
     if results is None or not results.rows:

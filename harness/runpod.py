@@ -44,14 +44,14 @@ from harness.jobs import Job, JobStatus, raise_for_job
 from harness.polling import PollPolicy, RetryPolicy
 from harness.transport import HTTPCore
 
-__all__ = ["DEFAULT_BASE_URL", "RunPodClient"]
+__all__ = ["DEFAULT_BASE_URL", "TIMEOUT_ERRORS", "RunPodClient"]
 
 DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
 RUNSYNC_WAIT_MS = (1000, 300_000)  # the platform's accepted range for ?wait=
 log = logging.getLogger("harness.runpod")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
-_TIMEOUT_ERRORS: dict[DiagnosisKind, type[DiagnosedTimeout]] = {
+TIMEOUT_ERRORS: dict[DiagnosisKind, type[DiagnosedTimeout]] = {
     DiagnosisKind.ZOMBIE: ZombieWorker,
     DiagnosisKind.COLD_START: ColdStartTooSlow,
     DiagnosisKind.NO_CAPACITY: NoCapacity,
@@ -349,7 +349,7 @@ class RunPodClient:
     async def _give_up(self, job: Job, dog: Watchdog, verdict: Diagnosis, elapsed: float) -> None:
         cancelled = await self._cancel_quietly(job.id)
         health = dog.snapshots[-1] if dog.snapshots else None  # taken before the cancel: the state that mattered
-        error = _TIMEOUT_ERRORS[verdict.kind]
+        error = TIMEOUT_ERRORS[verdict.kind]
         msg = (
             f"job {job.id} not finished after {elapsed:.1f} s (last status {job.status}): "
             f"{verdict.kind}: {verdict.reason}. Health: {health.summary() if health else 'unavailable'}. "

@@ -126,6 +126,7 @@ class Results:
         """task x case x form: checks passed, the ones that failed or were skipped, latency, tokens, shape."""
         if not self.rows:
             return ""
+        self.rows.sort(key=lambda r: (r.task, r.case, r.form))  # xdist workers finish in any order
         head = ["task", "case", "form", "checks", "failed / skipped", "ms", "tokens", "shape"]
         body = []
         for r in self.rows:

@@ -73,20 +73,39 @@ def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_check_main_job_on_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "fast.yaml"
-    config.write_text("emulator:\n  cold_start: 0.3\n  idle_timeout_s: 5\n")
-    report = tmp_path / "check.json"
-    assert main(["check", "-q", "--config", str(config), "--json", str(report)]) == 0
+    config.write_text("emulator:\n  cold_start: 0.5\n  idle_timeout_s: 1\n")
+    report, run = tmp_path / "check.json", tmp_path / "run"
+    args = [
+        "check",
+        "-q",
+        "--config",
+        str(config),
+        "--json",
+        str(report),
+        "--run-dir",
+        str(run),
+        "--suite-target",
+        "replay",
+        "--idle-timeout",
+        "1",
+    ]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "11 passed, 0 failed" in out
+    assert "Conformance suite: 54 passed" in out
+    assert "19 passed, 0 failed" in out  # 11 era cases + 7 latency checks + the suite
     data = json.loads(report.read_text())
     assert [c["ok"] for c in data["cases"]] == [True] * 11
-    phases = [row["phase"] for row in data["latency"]]
-    assert phases == ["cold", "hot", "hot", "hot"]
-    assert data["latency"][0]["delay_ms"] >= 300  # the cold start, as measured by the emulator
+    assert [row["phase"] for row in data["latency"]] == ["cold", "hot", "hot", "warm", "warm"]
+    assert all(row["confirmed"] for row in data["latency"])
+    assert data["latency"][0]["delay_ms"] >= 500  # the cold start, as measured by the emulator
+    assert {"report.html", "report.json", "records.csv", "junit.xml", "suite.json", "suite.xml"} <= {
+        p.name for p in run.iterdir()
+    }
 
 
 def test_check_fails_loudly_when_the_worker_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "broken.yaml"
     config.write_text("emulator:\n  cold_start: 0.0\n  worker: {era: era-b}\n")  # every case expects its own era
-    assert main(["check", "-q", "--config", str(config), "--timeout", "10"]) == 1
+    run = tmp_path / "run"
+    assert main(["check", "-q", "--config", str(config), "--timeout", "10", "--no-suite", "--run-dir", str(run)]) == 1
     assert "FAIL" in capsys.readouterr().out

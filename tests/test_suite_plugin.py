@@ -62,7 +62,8 @@ def test_replay_never_records(pytester: pytest.Pytester) -> None:
     assert result.ret != 0
 
 
-def test_summary_table_and_report_files(pytester: pytest.Pytester, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_summary_table_and_report_files(pytester: pytest.Pytester, tmp_path: Path, workers: str) -> None:
     report = tmp_path / "out" / "report"
     result = pytester.runpytest_subprocess(
         str(ROOT / "scenarios" / "test_devai_tasks.py"),
@@ -70,6 +71,8 @@ def test_summary_table_and_report_files(pytester: pytest.Pytester, tmp_path: Pat
         str(ROOT / "pyproject.toml"),
         "--rootdir",
         str(ROOT),
+        "-n",
+        workers,
         "-k",
         "fix-py-average-empty",
         "--harness-report",

@@ -91,6 +91,7 @@ class EWorker:
     finished: int = 0
     starts: int = 0
     cold_start_s: float = 0.0
+    wake_at: float | None = None
     logs: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -232,9 +233,23 @@ class Endpoint:
             return False
         return w.state in ("idle", "running") and len(w.jobs) < self.config.concurrency
 
+    def _awake(self, w: EWorker, now: float) -> bool:
+        """The idle-pickup model: a worker idle for a while takes a moment to notice a job."""
+        cfg = self.config
+        if cfg.idle_pickup_s <= 0 or w.state != "idle" or now - w.idle_since < cfg.hot_window_s:
+            return True
+        if w.wake_at is None:
+            w.wake_at = now + cfg.idle_pickup_s
+            asyncio.get_running_loop().call_later(cfg.idle_pickup_s, self._reconcile)
+        return now >= w.wake_at
+
     def _reconcile(self) -> None:
         """Dispatch queued jobs to free workers, then ask for more workers if the queue needs them."""
+        now = time.monotonic()
         for w in self.workers.values():
+            if self.queue and self._dispatchable(w) and not self._awake(w, now):
+                continue
+            w.wake_at = None if self.queue and self._dispatchable(w) else w.wake_at
             while self.queue and self._dispatchable(w):
                 job = self.jobs.get(self.queue.popleft())
                 if job is None or job.status != "IN_QUEUE":

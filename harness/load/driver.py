@@ -1,0 +1,173 @@
+"""Sync drivers for locust users (gevent; asyncio.run() fails there): RunPod jobs and OpenAI streams.
+
+They make the same decisions as the async clients by calling the same pure code — PollPolicy for when to
+poll, Watchdog for what a stuck job means, ``record_event`` for stream timing, ``extract`` for outputs —
+over a sync httpx.Client (whose sockets gevent patches under locust).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from harness.errors import ProtocolError, StreamStalled, StreamTruncated
+from harness.health import Health, Watchdog
+from harness.jobs import Job
+from harness.openai import record_event
+from harness.polling import PollPolicy
+from harness.runpod import TIMEOUT_ERRORS
+from harness.sse import SSEComment, SSEParser
+from harness.timing import RequestTiming
+from harness.transport import Redactor, map_httpx_errors
+
+__all__ = ["SyncOpenAI", "SyncRunPod"]
+
+
+def _check(resp: httpx.Response, method: str, path: str, redact: Redactor) -> Any:
+    if resp.status_code >= 400:
+        from harness.errors import StatusError
+
+        raise StatusError(
+            f"{method} {path}: HTTP {resp.status_code}: {redact(resp.text[:200])}",
+            status_code=resp.status_code,
+            method=method,
+            path=path,
+        )
+    try:
+        return resp.json()
+    except ValueError:
+        raise ProtocolError(f"{method} {path}: reply is not JSON") from None
+
+
+class SyncRunPod:
+    def __init__(
+        self,
+        base_url: str,
+        endpoint_id: str,
+        api_key: str,
+        *,
+        poll: PollPolicy | None = None,
+        stuck_after_s: float = 120.0,
+        request_timeout: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=f"{base_url.rstrip('/')}/{endpoint_id}",
+            timeout=request_timeout,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "devai-harness"},
+        )
+        self._redact = Redactor(api_key)
+        self.poll = poll or PollPolicy()
+        self.stuck_after_s = stuck_after_s
+        self._sleep, self._now = sleep, now
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        with map_httpx_errors(method, path, self._redact):
+            resp = self._http.request(method, path, json=body)
+        return _check(resp, method, path, self._redact)
+
+    def health(self) -> Health:
+        return Health.from_json(self._call("GET", "/health"), taken_at=self._now())
+
+    def run(self, job_input: Any, *, timeout: float) -> Job:
+        """Submit and poll to a terminal status (returned, whatever it is); at the deadline cancel and
+        raise the diagnosed timeout, as RunPodClient.run does."""
+        start = self._now()
+        job = Job.from_json(self._call("POST", "/run", {"input": job_input}))
+        dog = Watchdog(stuck_after_s=self.stuck_after_s, started_at=start)
+        attempt = 0
+        while True:
+            job = Job.from_json(self._call("GET", f"/status/{job.id}"), fallback_id=job.id)
+            if job.terminal:
+                return job
+            now = self._now()
+            dog.observe_job(now, job.status)
+            if dog.wants_health(now) or now - start >= timeout:
+                with contextlib.suppress(Exception):  # a diagnosis without health is still a diagnosis
+                    dog.observe_health(self.health())
+            verdict = dog.early_verdict(now) or (dog.final_verdict(now) if now - start >= timeout else None)
+            if verdict is not None:
+                try:
+                    cancelled = Job.from_json(self._call("POST", f"/cancel/{job.id}"), fallback_id=job.id).terminal
+                except Exception:
+                    cancelled = False
+                health = dog.snapshots[-1] if dog.snapshots else None
+                raise TIMEOUT_ERRORS[verdict.kind](
+                    f"job {job.id}: {verdict.kind}: {verdict.reason}",
+                    job_id=job.id,
+                    elapsed_s=now - start,
+                    diagnosis=verdict,
+                    health=health,
+                    cancelled=cancelled,
+                )
+            self._sleep(self.poll.next_delay(attempt, start + timeout - now))
+            attempt += 1
+
+
+class SyncOpenAI:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        stall_timeout_s: float = 30.0,
+        now: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        headers = {"User-Agent": "devai-harness"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=stall_timeout_s)
+        )
+        self._redact = Redactor(api_key)
+        self._now = now
+
+    def close(self) -> None:
+        self._http.close()
+
+    def chat_stream(
+        self, messages: list[dict[str, Any]], *, model: str, max_tokens: int, include_usage: bool = True
+    ) -> RequestTiming:
+        body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True}
+        if include_usage:
+            body["stream_options"] = {"include_usage": True}
+        timing = RequestTiming(name="chat")
+        chunks: list[dict[str, Any]] = []
+        t0 = self._now()
+        done, last = False, None
+        with (
+            map_httpx_errors("POST", "/chat/completions", self._redact),
+            self._http.stream("POST", "/chat/completions", json=body) as resp,
+        ):
+            timing.tt_headers = self._now() - t0
+            if resp.status_code >= 400:
+                resp.read()
+                _check(resp, "POST", "/chat/completions", self._redact)
+            parser, decoder = SSEParser(), codecs.getincrementaldecoder("utf-8")(errors="replace")
+            try:
+                for data in resp.iter_raw():
+                    now = self._now() - t0
+                    timing.tt_ack = timing.tt_ack if timing.tt_ack is not None else now
+                    for rec in parser.feed(decoder.decode(data)):
+                        if isinstance(rec, SSEComment):
+                            timing.keepalives.append(now)
+                        elif rec.is_done:
+                            done = True
+                        else:
+                            last = record_event(rec, chunks, timing, now, last, None)
+            except httpx.ReadTimeout:
+                raise StreamStalled("no bytes within the read timeout", waited_s=self._now() - t0) from None
+        timing.e2e = self._now() - t0
+        if not done and not chunks:
+            raise StreamTruncated("stream ended without chunks or [DONE]")
+        usage = next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
+        if usage:
+            timing.input_tokens, timing.output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return timing

@@ -1,0 +1,85 @@
+"""One record per request, kept exactly (locust's histograms bucket response times), one JSONL file per
+process so locust's ``--processes N`` workers never share a file; :func:`load_records` merges them and
+refuses duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+__all__ = ["LoadRecord", "RecordWriter", "load_records"]
+
+
+@dataclass(slots=True)
+class LoadRecord:
+    process: int
+    seq: int
+    label: str  # the scenario: latency | capacity | streaming
+    phase: str  # cold | warm | hot | step-N | stream
+    start_unix: float
+    e2e_s: float | None = None
+    delay_ms: int | None = None  # RunPod delayTime: queue + cold start
+    execution_ms: int | None = None
+    ttft_s: float | None = None
+    tt_ack_s: float | None = None
+    gaps_s: list[float] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    status: str = "ok"
+    error: str | None = None  # the cause, e.g. ZombieWorker, StatusError 429, TimeoutError
+    workers_before: dict[str, int | None] = field(default_factory=dict)
+    confirmed: bool | None = None  # the phase label, checked against evidence
+    evidence: str = ""
+    concurrency: int | None = None
+    rate: float | None = None
+    worker_id: str | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.process, self.seq)
+
+
+class RecordWriter:
+    """Appends records to ``RUN_DIR/records-<pid>.jsonl``; safe across greenlets and threads."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.pid = os.getpid()
+
+    def next_seq(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    def write(self, record: LoadRecord) -> None:
+        line = json.dumps(asdict(record))
+        with self._lock, open(self.run_dir / f"records-{self.pid}.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def load_records(run_dir: str | Path) -> list[LoadRecord]:
+    records: list[LoadRecord] = []
+    seen: set[tuple[int, int]] = set()
+    for path in sorted(Path(run_dir).glob("records-*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data: dict[str, Any] = json.loads(line)
+                rec = LoadRecord(**data)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{path}:{n}: not a load record: {exc}") from None
+            if rec.key in seen:
+                raise ConfigError(f"{path}:{n}: record {rec.key} appears twice")
+            seen.add(rec.key)
+            records.append(rec)
+    return sorted(records, key=lambda r: r.start_unix)

@@ -1,0 +1,275 @@
+"""Locust users over the sync drivers. Imported only by locustfiles: importing locust patches the
+process with gevent. Every request is fired once into locust's stats AND written, exactly, as a
+LoadRecord (locust buckets response times; our records keep them)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any
+
+import gevent
+from locust import LoadTestShape, User, constant, events, task
+from locust.env import Environment
+
+from harness.errors import HarnessError
+from harness.load.driver import SyncOpenAI, SyncRunPod
+from harness.load.phases import LATENCY_POLL, PhasePlan, confirm
+from harness.load.records import LoadRecord, RecordWriter
+from harness.polling import PollPolicy
+from harness.shapes import extract
+
+__all__ = ["ArrivalUser", "CapacityUser", "LatencyUser", "StepShape", "StreamingUser"]
+
+PROMPT = {
+    "messages": [{"role": "user", "content": "Write a Python function that reverses a string."}],
+    "sampling_params": {"max_tokens": 64},
+}
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--run-dir", default="runs/latest", help="where records and the report go")
+    parser.add_argument("--endpoint-id", default=os.environ.get("RUNPOD_ENDPOINT_ID", "emulator"))
+    parser.add_argument("--api-key-env", default="RUNPOD_API_KEY", help="environment variable holding the key")
+    parser.add_argument("--idle-timeout", type=float, default=5.0, help="the endpoint's idle timeout (s)")
+    parser.add_argument("--rounds", type=int, default=2, help="latency: cold/hot/warm rounds")
+    parser.add_argument("--hot-gap", type=float, default=0.5, help="latency: most seconds between 'hot' requests")
+    parser.add_argument("--job-timeout", type=float, default=300.0)
+    parser.add_argument("--steps", default="1,2,4,8", help="capacity: users (or rates for ArrivalUser) per step")
+    parser.add_argument("--step-seconds", type=float, default=10.0)
+    parser.add_argument("--arrivals", default="poisson", choices=["poisson", "gamma"])
+    parser.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (< 1 = burstier)")
+    parser.add_argument("--model", default="devai-scripted", help="streaming: model name")
+
+
+_writers: dict[int, RecordWriter] = {}
+_started: dict[int, float] = {}
+
+
+@events.test_start.add_listener
+def _test_start(environment: Environment, **_: Any) -> None:
+    _started[os.getpid()] = time.monotonic()
+
+
+def _step_users(env: Environment) -> int:
+    """The step's TOTAL user count, from the schedule: under --processes N each process runs only its share,
+    so its own user_count would mislabel the step."""
+    opts = _opts(env)
+    steps = [int(s) for s in opts.steps.split(",")]
+    i = int((time.monotonic() - _started.get(os.getpid(), time.monotonic())) // opts.step_seconds)
+    return steps[min(i, len(steps) - 1)]
+
+
+def _opts(env: Environment) -> Any:
+    if env.parsed_options is None:
+        raise HarnessError("these users need locust's parsed options (run them with the locust command)")
+    return env.parsed_options
+
+
+def _writer(env: Environment) -> RecordWriter:
+    pid = os.getpid()  # one file per process: --processes N forks after import
+    if pid not in _writers:
+        _writers[pid] = RecordWriter(_opts(env).run_dir)
+    return _writers[pid]
+
+
+def _runpod(env: Environment, poll: PollPolicy | None = None) -> SyncRunPod:
+    opts = _opts(env)
+    key = os.environ.get(opts.api_key_env, "")
+    if not env.host:
+        raise HarnessError("give --host: the endpoint base URL, e.g. https://api.runpod.ai/v2")
+    return SyncRunPod(env.host, opts.endpoint_id, key, poll=poll)
+
+
+def _fire(env: Environment, rec: LoadRecord, exc: BaseException | None) -> None:
+    env.events.request.fire(
+        request_type="runpod" if rec.label != "streaming" else "openai",
+        name=rec.phase,
+        response_time=(rec.e2e_s or 0) * 1000,
+        response_length=rec.output_tokens or 0,
+        exception=exc,
+        context={"label": rec.label},
+    )
+
+
+def _job(env: Environment, rp: SyncRunPod, rec: LoadRecord) -> BaseException | None:
+    t0 = time.perf_counter()
+    try:
+        job = rp.run(PROMPT, timeout=_opts(env).job_timeout)
+        rec.e2e_s = time.perf_counter() - t0
+        rec.delay_ms, rec.execution_ms, rec.worker_id = job.delay_time_ms, job.execution_time_ms, job.worker_id
+        if job.status != "COMPLETED":
+            rec.status, rec.error = "error", f"job {job.status}"
+            return HarnessError(rec.error)
+        got = extract(job.output)
+        if got.usage is not None:
+            rec.input_tokens, rec.output_tokens = got.usage.input_tokens, got.usage.output_tokens
+        return None
+    except HarnessError as exc:
+        rec.e2e_s = time.perf_counter() - t0
+        rec.status, rec.error = "error", type(exc).__name__
+        return exc
+
+
+class LatencyUser(User):
+    """One user walks the phase plan (cold, hot x n, warm x n, per round), then stops the run."""
+
+    fixed_count = 1
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        opts = _opts(self.environment)
+        self.rp = _runpod(self.environment, LATENCY_POLL)
+        self.steps = iter(PhasePlan(idle_timeout_s=opts.idle_timeout, rounds=opts.rounds).steps())
+        self.last_end: float | None = None
+
+    def on_stop(self) -> None:
+        self.rp.close()
+
+    @task
+    def step(self) -> None:
+        step = next(self.steps, None)
+        if step is None:
+            if self.environment.runner is not None:
+                self.environment.runner.quit()
+            self.stop()
+            return
+        gevent.sleep(step.wait_s)
+        writer = _writer(self.environment)
+        rec = LoadRecord(
+            process=writer.pid, seq=writer.next_seq(), label="latency", phase=step.phase, start_unix=time.time()
+        )
+        try:
+            workers = self.rp.health().workers
+            rec.workers_before = {k: getattr(workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
+        except HarnessError as health_error:
+            rec.evidence = f"no health snapshot: {health_error}"
+        gap = None if self.last_end is None else time.monotonic() - self.last_end
+        rec.start_unix = time.time()
+        exc = _job(self.environment, self.rp, rec)
+        self.last_end = time.monotonic()
+        if rec.workers_before:
+            rec.confirmed, rec.evidence = confirm(step.phase, rec.workers_before, gap, _opts(self.environment).hot_gap)
+            rec.evidence += f"; delayTime {rec.delay_ms} ms"
+        writer.write(rec)
+        _fire(self.environment, rec, exc)
+
+
+class CapacityUser(User):
+    """Closed loop: every user runs jobs back to back; StepShape raises the user count per step."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.rp = _runpod(self.environment)
+
+    def on_stop(self) -> None:
+        self.rp.close()
+
+    @task
+    def job(self) -> None:
+        writer = _writer(self.environment)
+        users = _step_users(self.environment)
+        rec = LoadRecord(
+            process=writer.pid,
+            seq=writer.next_seq(),
+            label="capacity",
+            phase=f"c{users}",
+            start_unix=time.time(),
+            concurrency=users,
+        )
+        exc = _job(self.environment, self.rp, rec)
+        writer.write(rec)
+        _fire(self.environment, rec, exc)
+
+
+class ArrivalUser(User):
+    """Open loop: arrivals at each step's rate (Poisson, or gamma with --burstiness), each in its own greenlet,
+    so a slow endpoint cannot slow the arrivals down (no coordinated omission)."""
+
+    fixed_count = 1
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.rp = _runpod(self.environment)
+
+    @task
+    def arrive(self) -> None:
+        opts = _opts(self.environment)
+        pool = []
+        for rate in [float(r) for r in opts.steps.split(",")]:
+            end = time.monotonic() + opts.step_seconds
+            while time.monotonic() < end:
+                gap = (
+                    random.gammavariate(opts.burstiness, 1 / (rate * opts.burstiness))
+                    if opts.arrivals == "gamma"
+                    else random.expovariate(rate)
+                )
+                gevent.sleep(gap)
+                pool.append(gevent.spawn(self._one, rate))
+        gevent.joinall(pool, timeout=opts.job_timeout)
+        if self.environment.runner is not None:
+            self.environment.runner.quit()
+        self.stop()
+
+    def _one(self, rate: float) -> None:
+        writer = _writer(self.environment)
+        rec = LoadRecord(
+            process=writer.pid,
+            seq=writer.next_seq(),
+            label="capacity",
+            phase=f"r{rate:g}",
+            start_unix=time.time(),
+            rate=rate,
+        )
+        exc = _job(self.environment, self.rp, rec)
+        writer.write(rec)
+        _fire(self.environment, rec, exc)
+
+
+class StreamingUser(User):
+    """N concurrent streams against an OpenAI-compatible URL (--host .../v1): TTFT and every chunk gap."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.oa = SyncOpenAI(self.environment.host or "", os.environ.get("OPENAI_API_KEY"))
+
+    def on_stop(self) -> None:
+        self.oa.close()
+
+    @task
+    def stream(self) -> None:
+        writer = _writer(self.environment)
+        users = self.environment.runner.user_count if self.environment.runner else 1
+        rec = LoadRecord(
+            process=writer.pid,
+            seq=writer.next_seq(),
+            label="streaming",
+            phase="stream",
+            start_unix=time.time(),
+            concurrency=users,
+        )
+        exc: BaseException | None = None
+        try:
+            messages: list[dict[str, Any]] = PROMPT["messages"]  # type: ignore[assignment]
+            t = self.oa.chat_stream(messages, model=_opts(self.environment).model, max_tokens=64)
+            rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
+            rec.input_tokens, rec.output_tokens = t.input_tokens, t.output_tokens
+        except HarnessError as e:
+            rec.status, rec.error, exc = "error", type(e).__name__, e
+        writer.write(rec)
+        _fire(self.environment, rec, exc)
+
+
+class StepShape(LoadTestShape):
+    """Users per step from --steps, each held --step-seconds; then the run ends."""
+
+    def tick(self) -> tuple[int, float] | None:
+        opts = self.runner.environment.parsed_options if self.runner is not None else None
+        steps = [int(s) for s in (opts.steps if opts else "1,2,4,8").split(",")]
+        step_s = opts.step_seconds if opts else 10.0
+        i = int(self.get_run_time() // step_s)
+        return (steps[i], steps[i]) if i < len(steps) else None

@@ -1,0 +1,205 @@
+"""harness.load: phases, metrics, cost model, records across processes, reports — and real headless locust
+runs against the emulator (bounded in time, loopback only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.emulator import Emulator
+from harness.load.cost import CostModel, what_if
+from harness.load.metrics import percentiles, summarize
+from harness.load.phases import PhasePlan, confirm
+from harness.load.records import LoadRecord, RecordWriter, load_records
+from harness.load.report import build_report
+
+LOCUST = [sys.executable, "-m", "locust"]
+ROOT = Path(__file__).parent.parent
+
+
+def test_percentiles_interpolate_like_numpy_and_count() -> None:
+    p = percentiles([1, 2, 3, 4, None, 5])
+    assert p["count"] == 5 and p["p50"] == 3 and p["p90"] == pytest.approx(4.6) and p["mean"] == 3
+    assert percentiles([])["p99"] is None
+
+
+def test_phase_plan_waits_past_the_idle_timeout_before_cold() -> None:
+    plan = PhasePlan(idle_timeout_s=5, rounds=1, warm=2, hot=2, margin_s=1)
+    assert [(s.phase, s.wait_s) for s in plan.steps()] == [
+        ("cold", 6),
+        ("hot", 0),
+        ("hot", 0),
+        ("warm", 2.5),
+        ("warm", 2.5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("phase", "workers", "gap", "ok"),
+    [
+        ("cold", {"idle": 0, "running": 0}, None, True),
+        ("cold", {"idle": 1, "running": 0}, 6.0, False),  # a warm worker was there: mislabelled
+        ("warm", {"idle": 1, "running": 0}, 2.5, True),
+        ("warm", {"idle": 0, "running": 0}, 2.5, False),
+        ("hot", {"idle": 1, "running": 0}, 0.01, True),
+        ("hot", {"idle": 1, "running": 0}, 3.0, False),
+    ],
+)
+def test_labels_are_confirmed_by_evidence(
+    phase: str, workers: dict[str, int | None], gap: float | None, ok: bool
+) -> None:
+    confirmed, evidence = confirm(phase, workers, gap, hot_gap_s=0.5)
+    assert confirmed is ok
+    assert ("mislabelled" in evidence) is (not ok)
+
+
+def test_cost_model_against_hand_computed_numbers() -> None:
+    m = CostModel(execution_s=1.0, cold_start_s=8.0, price_per_hour=3.6, rate_per_s=0.1, idle_timeout_s=5.0)
+    tail = (1 - math.exp(-0.5)) / 0.1  # E[min(gap, 5)] for gaps ~ Exp(0.1)
+    assert m.billed_s_per_request == pytest.approx(1.0 + tail + math.exp(-0.5) * 8.0)
+    assert m.dollars_per_request == pytest.approx(m.billed_s_per_request / 1000)
+    assert m.dollars_per_month == pytest.approx(m.dollars_per_request * 0.1 * 30 * 24 * 3600)
+    rows = what_if(m, idle_timeouts=(1, 120), max_workers=(1,))
+    assert rows[0]["cold_fraction"] > rows[1]["cold_fraction"]  # a longer idle timeout: fewer cold starts...
+    assert rows[0]["billed_s_per_request"] < rows[1]["billed_s_per_request"]  # ...but a longer billed tail
+    assert CostModel(2.0, 0, 1, 1.0, 5, max_workers=1).over_capacity
+
+
+def test_records_merge_across_processes_and_refuse_duplicates(tmp_path: Path) -> None:
+    w = RecordWriter(tmp_path)
+    w.write(LoadRecord(process=w.pid, seq=w.next_seq(), label="latency", phase="hot", start_unix=1.0, e2e_s=0.1))
+    other = tmp_path / "records-99999.jsonl"
+    other.write_text(
+        json.dumps({"process": 99999, "seq": 1, "label": "latency", "phase": "cold", "start_unix": 0.5, "e2e_s": 2.0})
+        + "\n"
+    )
+    assert [r.phase for r in load_records(tmp_path)] == ["cold", "hot"]
+    other.write_text(other.read_text() * 2)
+    with pytest.raises(Exception, match="appears twice"):
+        load_records(tmp_path)
+
+
+def test_summary_names_each_tools_convention() -> None:
+    r = LoadRecord(
+        process=1,
+        seq=1,
+        label="streaming",
+        phase="stream",
+        start_unix=0,
+        e2e_s=1.0,
+        ttft_s=0.1,
+        gaps_s=[0.1] * 8,
+        output_tokens=10,
+    )
+    s = summarize([r])["stream"]
+    assert s["tpot_vllm_s"]["p50"] == pytest.approx(0.1)  # (1.0 - 0.1) / 9
+    assert s["itl_guidellm_s"]["p50"] == pytest.approx(0.8 / 9)  # (last - first token) / 9
+    assert s["icl_aiperf_s"]["count"] == 8
+
+
+def _locust(emu: Emulator, locustfile: str, run_dir: Path, *extra: str, timeout: float = 90) -> str:
+    env = {**os.environ, "RUNPOD_API_KEY": emu.api_key}
+    cmd = [
+        *LOCUST,
+        "-f",
+        str(ROOT / "locustfiles" / locustfile),
+        "--headless",
+        "--host",
+        emu.base_url,
+        "--endpoint-id",
+        emu.endpoint_id,
+        "--run-dir",
+        str(run_dir),
+        "--only-summary",
+        "--skip-log-setup",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_headless_latency_run_against_the_emulator(tmp_path: Path) -> None:
+    """Cold start 2 s, idle timeout 1 s, bounded to 30 s: cold > warm > hot, every label confirmed,
+    no errors, report files produced."""
+    with Emulator(cold_start=2.0, idle_timeout_s=1.0, idle_pickup_s=0.3, flashboot=False) as emu:
+        _locust(emu, "latency.py", tmp_path, "-t", "30s", "--idle-timeout", "1", "--rounds", "2")
+    paths = build_report(tmp_path, idle_timeout_s=1.0)
+    data = json.loads(paths["json"].read_text())
+    assert all(c["ok"] for c in data["checks"]), data["checks"]
+    assert {p: data["phases"][p]["requests"] for p in ("cold", "warm", "hot")} == {"cold": 2, "warm": 6, "hot": 6}
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 2 and "Cost" in html
+    assert paths["csv"].read_text().count("\n") == 15 and paths["junit"].exists()
+
+
+@pytest.mark.slow
+def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
+    with Emulator(cold_start=0.0, max_workers=2, concurrency=4, min_workers=1) as emu:
+        out = _locust(
+            emu,
+            "capacity.py",
+            tmp_path,
+            "--processes",
+            "2",
+            "--steps",
+            "2,4",
+            "--step-seconds",
+            "3",
+            "--csv",
+            str(tmp_path / "locust"),
+        )
+    records = load_records(tmp_path)  # raises on any duplicate (process, seq)
+    assert len({r.process for r in records}) == 2, out[-500:]
+    stats = (tmp_path / "locust_stats.csv").read_text().splitlines()
+    total = next(line for line in stats if ",Aggregated," in line).split(",")
+    assert int(total[2]) == len(records)  # locust's own count == our merged records
+    data = json.loads(build_report(tmp_path, slo_p95_s=5.0)["json"].read_text())
+    assert [c["step"] for c in data["capacity"]] == ["c2", "c4"] and data["max_sustainable"] is not None
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
+def test_report_plots_render_in_a_headless_browser(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    w = RecordWriter(run)
+    for i, (phase, e2e) in enumerate([("cold", 2.0), ("hot", 0.01), ("warm", 0.3)] * 3):
+        w.write(
+            LoadRecord(
+                process=w.pid,
+                seq=w.next_seq(),
+                label="latency",
+                phase=phase,
+                start_unix=float(i),
+                e2e_s=e2e,
+                delay_ms=int(e2e * 900),
+                execution_ms=10,
+                confirmed=True,
+                workers_before={"idle": int(phase != "cold"), "running": 0},
+            )
+        )
+    html = build_report(run)["html"]
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page with images, not blank
