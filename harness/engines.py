@@ -225,4 +225,15 @@ def make_engine(options: dict[str, Any]) -> Engine:
             model=options.get("model"),
             api_key_env=options.get("api_key_env", "OPENAI_API_KEY"),
         )
-    raise ConfigError(f"unknown engine {kind!r}: scripted or openai (a GPU 'transformers' engine is planned)")
+    if kind == "transformers":
+        from harness.torchengine import TransformersEngine
+
+        return TransformersEngine(
+            model_dir=options.get("model_dir"),
+            config=str(options.get("config", "qwen2.5-coder-7b")),
+            cache_dir=options.get("cache_dir"),
+            device=options.get("device"),
+            compile=options.get("compile"),
+            static_cache=options.get("static_cache"),
+        )
+    raise ConfigError(f"unknown engine {kind!r}: scripted, openai or transformers")

@@ -95,6 +95,7 @@ def make_handler(options: dict[str, Any]) -> Handler:
         async for item in _native(engine, inp, era, huge=fault == "huge"):
             yield item
 
+    handler.engine = engine  # type: ignore[attr-defined]  # the emulator logs the engine's load report
     return handler
 
 

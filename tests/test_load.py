@@ -203,3 +203,39 @@ def test_report_plots_render_in_a_headless_browser(tmp_path: Path) -> None:
     )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page with images, not blank
+
+
+@pytest.mark.slow
+def test_streaming_users_record_ttft_and_every_gap(tmp_path: Path) -> None:
+    from harness.mockopenai import MockConfig, create_mock_openai
+    from harness.serving import BackgroundServer
+
+    with BackgroundServer(create_mock_openai(MockConfig(ttft_s=0.05, itl_s=0.01))) as srv:
+        cmd = [
+            *LOCUST,
+            "-f",
+            str(ROOT / "locustfiles" / "streaming.py"),
+            "--headless",
+            "--host",
+            f"{srv.url}/v1",
+            "--model",
+            "normal",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "4s",
+            "--run-dir",
+            str(tmp_path),
+            "--only-summary",
+            "--skip-log-setup",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    records = load_records(tmp_path)
+    assert len(records) >= 8 and all(r.status == "ok" for r in records)
+    assert all(r.ttft_s is not None and r.ttft_s >= 0.05 for r in records)
+    assert all(len(r.gaps_s) == (r.output_tokens or 0) - 1 for r in records)  # one gap per token after the first
+    s = json.loads(build_report(tmp_path)["json"].read_text())["phases"]["stream"]
+    assert s["ttft_s"]["count"] == len(records) and s["icl_aiperf_s"]["count"] > 0

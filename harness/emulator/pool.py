@@ -287,6 +287,9 @@ class Endpoint:
                 await asyncio.sleep(cfg.faults.crash_restart_s)  # the platform restarts it: a crash loop
                 continue
             w.cold_start_s = time.monotonic() - t0
+            report = getattr(getattr(w.handler, "engine", None), "load_report", None)
+            if report:
+                w.logs.append(f"engine load: {report}")
             self._note("ready", f"{w.id} in {w.cold_start_s:.3f}s" + (" (flashboot)" if flash else ""))
             zombie = cfg.faults.zombie == "stuck_running" and cfg.faults.zombie_after_jobs == 0
             w.state, w.idle_since = ("running" if zombie else "idle"), time.monotonic()

@@ -34,7 +34,9 @@ class Emulator:
     ) -> None:
         base = config if isinstance(config, EmulatorConfig) else load_config(config)
         self.config = _merge(base, overrides).with_key()
-        if self.config.handler == "builtin":  # bad worker options fail here, not as a crash loop later
+        engine = self.config.worker.get("engine", "scripted")
+        if self.config.handler == "builtin" and engine != "transformers":  # fail here, not as a crash loop later
+            # (a transformers engine is not built twice: loading a model is the workers' cold start)
             from harness.worker import make_handler
 
             make_handler(self.config.worker)
