@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class ScriptedEngine:
         fixtures: str | Path | None = None,
         responses: list[dict[str, str]] | None = None,
         ttft_s: float = 0.0,
+        ttft_range_s: tuple[float, float] | list[float] | None = None,
         tokens_per_s: float = 0.0,
         stall_after_tokens: int | None = None,
         stall_s: float = 0.0,
@@ -80,6 +82,8 @@ class ScriptedEngine:
         if fixtures:
             self.rules += _load_rules(Path(fixtures))
         self.ttft_s = ttft_s
+        self.ttft_range_s = (float(ttft_range_s[0]), float(ttft_range_s[1])) if ttft_range_s else None
+        self._rng = random.Random(0)
         self.tokens_per_s = tokens_per_s
         self.stall_after_tokens = stall_after_tokens
         self.stall_s = stall_s
@@ -100,8 +104,9 @@ class ScriptedEngine:
         toks = pieces(self.answer(req.prompt))
         finish = "length" if len(toks) > req.max_tokens else "stop"
         toks = toks[: req.max_tokens]
-        if self.ttft_s > 0:
-            await asyncio.sleep(self.ttft_s)
+        ttft = self._rng.uniform(*self.ttft_range_s) if self.ttft_range_s else self.ttft_s
+        if ttft > 0:
+            await asyncio.sleep(ttft)
         gap = 1 / self.tokens_per_s if self.tokens_per_s > 0 else 0.0
         for i, tok in enumerate(toks):
             if i and gap:
@@ -212,6 +217,7 @@ def make_engine(options: dict[str, Any]) -> Engine:
             fixtures=options.get("fixtures"),
             responses=options.get("responses"),
             ttft_s=float(options.get("ttft_s", 0.0)),
+            ttft_range_s=options.get("ttft_range_s"),
             tokens_per_s=float(options.get("tokens_per_s", 0.0)),
             stall_after_tokens=options.get("stall_after_tokens"),
             stall_s=float(options.get("stall_s", 0.0)),

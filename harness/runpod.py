@@ -36,6 +36,7 @@ from harness.errors import (
     QueueBacklog,
     RequestTimeout,
     SlowExecution,
+    StatusError,
     TransportError,
     ZombieWorker,
 )
@@ -84,6 +85,7 @@ class RunPodClient:
         stuck_after_s: float = 120.0,
         health_every_s: float = 5.0,
         rng: random.Random | None = None,
+        long_poll: bool = True,
     ) -> None:
         if not api_key:
             raise ConfigError("no RunPod API key: set RUNPOD_API_KEY or pass api_key")
@@ -93,6 +95,7 @@ class RunPodClient:
         self.clock: Clock = clock or SystemClock()
         self.stuck_after_s = stuck_after_s
         self.health_every_s = health_every_s
+        self._long_poll: bool | None = None if long_poll else False  # None: not known yet
         self._core = HTTPCore(
             f"{self.base_url}/{self.endpoint_id}",
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "devai-harness"},
@@ -220,14 +223,34 @@ class RunPodClient:
         attempt = 0
         while True:
             try:
-                job = await self.status(job_id)
+                job, held = await self._observe(job_id, start + timeout - self.clock.now())
             except TransportError as exc:
                 exc.add_note(f"job {job_id} may still be queued or running (and billing)")
                 raise
             if job.terminal:
                 return job
-            await self._tick(job, dog, start, start + timeout, attempt)
+            await self._tick(job, dog, start, start + timeout, 0 if held else attempt, sleep=not held)
             attempt += 1
+
+    async def _observe(self, job_id: str, remaining: float) -> tuple[Job, bool]:
+        """(job, whether the server held the request). Long-polls /status-sync?wait= (RunPod's JS/Go SDKs
+        use it) so completion is seen within milliseconds with few requests; each hold lasts at most one
+        poll cap, so the watchdog still decides between polls. Endpoints without the route: /status polling."""
+        if self._long_poll is False or remaining < RUNSYNC_WAIT_MS[0] / 1000:
+            return await self.status(job_id), False
+        wait_ms = int(min(remaining, self.poll.cap_s) * 1000)
+        wait_ms = max(RUNSYNC_WAIT_MS[0], wait_ms)
+        path = f"/status-sync/{_check_id('job id', job_id)}"
+        try:
+            data = await self._call("GET", path, idempotent=True, params={"wait": wait_ms}, timeout=wait_ms / 1000 + 15)
+        except StatusError as exc:
+            if self._long_poll or exc.status_code not in (404, 405):
+                raise
+            job = await self.status(job_id)  # raises if the job itself is unknown
+            self._long_poll = False  # this endpoint has no /status-sync
+            return job, False
+        self._long_poll = True
+        return Job.from_json(data, fallback_id=job_id), True
 
     async def run(
         self, input: Any, *, timeout: float, policy: Mapping[str, Any] | None = None, stuck_after_s: float | None = None
@@ -312,7 +335,9 @@ class RunPodClient:
             health_every_s=self.health_every_s,
         )
 
-    async def _tick(self, job: Job, dog: Watchdog, start: float, deadline: float, attempt: int) -> None:
+    async def _tick(
+        self, job: Job, dog: Watchdog, start: float, deadline: float, attempt: int, *, sleep: bool = True
+    ) -> None:
         """Record one non-terminal observation; give up with a diagnosis, or sleep until the next poll."""
         now = self.clock.now()
         dog.observe_job(now, job.status)
@@ -327,7 +352,8 @@ class RunPodClient:
             verdict = dog.final_verdict(now)
         if verdict is not None:
             await self._give_up(job, dog, verdict, now - start)
-        await self.clock.sleep(self.poll.next_delay(attempt, deadline - now))
+        if sleep:
+            await self.clock.sleep(self.poll.next_delay(attempt, deadline - now))
 
     async def _health_quietly(self) -> Health | None:
         try:

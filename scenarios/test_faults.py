@@ -58,7 +58,9 @@ async def test_cold_start_longer_than_the_deadline(runpod_client: RunPodClient) 
     assert info.value.cancelled and 1.5 <= info.value.elapsed_s < 1.5 + PollPolicy().cap_s
 
 
-@pytest.mark.emulator(cold_start=0.0, http_faults=[{"route": "status", "status": 429, "retry_after": 0.1, "count": 3}])
+@pytest.mark.emulator(
+    cold_start=0.0, http_faults=[{"route": "status-sync", "status": 429, "retry_after": 0.1, "count": 3}]
+)
 @pytest.mark.runpod_client(retry=RetryPolicy(max_attempts=5, base_s=0.05))
 async def test_429_storm_completes_within_bounded_retries(runpod_client: RunPodClient) -> None:
     assert (await runpod_client.run({"prompt": "hello"}, timeout=60)).status is JobStatus.COMPLETED

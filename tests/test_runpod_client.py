@@ -479,3 +479,27 @@ async def test_api_key_never_leaks(fake: FakeRunPod, rp: RunPodClient, caplog: p
         assert API_KEY not in repr(vars(exc))
     assert "***" in str(errors[0])
     assert API_KEY not in caplog.text
+
+
+async def test_wait_long_polls_status_sync_within_one_poll_cap(fake: FakeRunPod, rp: RunPodClient) -> None:
+    fake.script("status-sync", job("IN_PROGRESS"), job("COMPLETED", output="ok"))
+    got = await rp.wait("job-1", timeout=60)
+    assert got.output == "ok"
+    calls = fake.calls("status-sync")
+    assert len(calls) == 2 and fake.calls("status") == []
+    assert all(1000 <= int(c.url.params["wait"]) <= PollPolicy().cap_s * 1000 for c in calls)
+
+
+async def test_endpoints_without_status_sync_fall_back_to_polling_once(fake: FakeRunPod, rp: RunPodClient) -> None:
+    fake.script("status", job("IN_QUEUE"), job("COMPLETED", output="ok"))  # no status-sync script: 404
+    assert (await rp.wait("job-1", timeout=60)).output == "ok"
+    assert (await rp.wait("job-1", timeout=60)).output == "ok"
+    assert len(fake.calls("status-sync")) == 1  # tried once, remembered
+
+
+async def test_unknown_job_is_still_an_error_with_long_polling(fake: FakeRunPod, rp: RunPodClient) -> None:
+    fake.script("status-sync", httpx.Response(404, text="not found"))
+    fake.script("status", httpx.Response(404, text="not found"))
+    with pytest.raises(StatusError) as info:
+        await rp.wait("job-1", timeout=60)
+    assert info.value.status_code == 404

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -211,7 +212,8 @@ async def introspect(request: Request) -> Response:
         for w in ep.workers.values()
     ]
     events = [{"t": round(t, 4), "kind": k, "detail": d} for t, k, d in ep.events[-200:]]
-    return JSONResponse({"workers": workers, "events": events, "health": ep.health()})
+    counts = dict(request.app.state.request_counts)
+    return JSONResponse({"workers": workers, "events": events, "health": ep.health(), "requests": counts})
 
 
 class _Guard:
@@ -222,6 +224,7 @@ class _Guard:
         self.config = config
         self.prefix = f"/v2/{config.endpoint_id}/"
         self.seen: dict[int, int] = {}
+        self.counts: Counter[str] = Counter()  # requests per route, for benchmarks (GET .../_emulator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -238,6 +241,7 @@ class _Guard:
             await _err(401, "Unauthorized")(scope, receive, send)
             return
         route = path[len(self.prefix) :].split("/", 1)[0]
+        self.counts[route] += 1
         fault = self._fault(route)
         if fault is None:
             await self.app(scope, receive, send)
@@ -299,6 +303,7 @@ def create_app(config: EmulatorConfig) -> ASGIApp:
         lifespan=lifespan,
     )
     guarded = _Guard(app, config)
+    app.state.request_counts = guarded.counts
 
     async def outer(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

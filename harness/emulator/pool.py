@@ -348,6 +348,7 @@ class Endpoint:
                 w.state, w.idle_since = "idle", now
                 if cfg.faults.zombie == "stuck_running" and w.finished >= cfg.faults.zombie_after_jobs:
                     w.state = "running"
+            self._note("finish", f"{job.id} {job.status}")
             job.touch()
             self._reconcile()
 
