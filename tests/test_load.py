@@ -239,3 +239,15 @@ def test_streaming_users_record_ttft_and_every_gap(tmp_path: Path) -> None:
     assert all(len(r.gaps_s) == (r.output_tokens or 0) - 1 for r in records)  # one gap per token after the first
     s = json.loads(build_report(tmp_path)["json"].read_text())["phases"]["stream"]
     assert s["ttft_s"]["count"] == len(records) and s["icl_aiperf_s"]["count"] > 0
+
+
+@pytest.mark.slow
+def test_open_loop_arrivals_at_each_rate(tmp_path: Path) -> None:
+    with Emulator(cold_start=0.0, max_workers=2, concurrency=8, min_workers=1) as emu:
+        _locust(emu, "arrivals.py", tmp_path, "--steps", "5,20", "--step-seconds", "2", "-t", "30s")
+    records = load_records(tmp_path)
+    by_rate = {p: [r for r in records if r.phase == p] for p in ("r5", "r20")}
+    assert all(r.status == "ok" for r in records)
+    # Poisson arrivals: ~10 and ~40 expected; bounds wide enough for chance, narrow enough to tell the rates apart
+    assert 2 <= len(by_rate["r5"]) <= 25 and 20 <= len(by_rate["r20"]) <= 70
+    assert len(by_rate["r20"]) > len(by_rate["r5"])

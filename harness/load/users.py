@@ -113,6 +113,17 @@ def _job(env: Environment, rp: SyncRunPod, rec: LoadRecord) -> BaseException | N
         return exc
 
 
+def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -> None:
+    """One capacity job: record it exactly, then fire it into locust's stats."""
+    writer = _writer(env)
+    rec = LoadRecord(
+        process=writer.pid, seq=writer.next_seq(), label="capacity", phase=phase, start_unix=time.time(), **fields
+    )
+    exc = _job(env, rp, rec)
+    writer.write(rec)
+    _fire(env, rec, exc)
+
+
 class LatencyUser(User):
     """One user walks the phase plan (cold, hot x n, warm x n, per round), then stops the run."""
 
@@ -170,19 +181,8 @@ class CapacityUser(User):
 
     @task
     def job(self) -> None:
-        writer = _writer(self.environment)
         users = _step_users(self.environment)
-        rec = LoadRecord(
-            process=writer.pid,
-            seq=writer.next_seq(),
-            label="capacity",
-            phase=f"c{users}",
-            start_unix=time.time(),
-            concurrency=users,
-        )
-        exc = _job(self.environment, self.rp, rec)
-        writer.write(rec)
-        _fire(self.environment, rec, exc)
+        _timed_job(self.environment, self.rp, phase=f"c{users}", concurrency=users)
 
 
 class ArrivalUser(User):
@@ -215,18 +215,7 @@ class ArrivalUser(User):
         self.stop()
 
     def _one(self, rate: float) -> None:
-        writer = _writer(self.environment)
-        rec = LoadRecord(
-            process=writer.pid,
-            seq=writer.next_seq(),
-            label="capacity",
-            phase=f"r{rate:g}",
-            start_unix=time.time(),
-            rate=rate,
-        )
-        exc = _job(self.environment, self.rp, rec)
-        writer.write(rec)
-        _fire(self.environment, rec, exc)
+        _timed_job(self.environment, self.rp, phase=f"r{rate:g}", rate=rate)
 
 
 class StreamingUser(User):
