@@ -203,12 +203,17 @@ def create_mock_openai(config: MockConfig | None = None) -> Starlette:
     async def warmup(request: Request) -> Response:
         return JSONResponse({"status": "warm"})
 
+    async def sent_log(request: Request) -> Response:
+        """Mock-only: the send log (ground truth for timing benchmarks run in another process)."""
+        return JSONResponse([list(entry) for entry in sent])
+
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/v1/warmup", warmup, methods=["POST"]),
+            Route("/v1/_sent", sent_log, methods=["GET"]),
         ]
     )
     app.state.sent = sent

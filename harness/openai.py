@@ -254,12 +254,14 @@ class OpenAIClient:
                             continue
                         if rec.is_done:
                             done = True
+                            timing.e2e = now  # the answer ends at [DONE], not when the server closes the body
                             continue
                         last_content = record_event(rec, chunks, timing, now, last_content, on_delta)
                 for rec in parser.finish():
                     if isinstance(rec, SSEEvent) and not rec.is_done:
                         last_content = record_event(rec, chunks, timing, self.clock.now() - t0, last_content, on_delta)
-        timing.e2e = self.clock.now() - t0
+        if timing.e2e is None:
+            timing.e2e = self.clock.now() - t0
         if head and not records:
             raise StreamProtocolError(f"POST {path}: the reply is not an SSE stream (starts {head!r})")
         if not chunks:

@@ -247,3 +247,12 @@ async def test_mock_faults_seen_through_the_runpod_lifecycle() -> None:
             async with emu.client() as rp:
                 with pytest.raises(JobFailed, match="CUDA out of memory"):
                     await rp.run({"messages": ASK, "stream": True}, timeout=10)
+
+
+async def test_e2e_ends_at_done_not_when_the_server_closes_the_body() -> None:
+    parts = [(0, ev("a", finish="stop")), (0, "data: [DONE]\n\n"), (0.3, ": the server lingers\n\n")]
+    async with respx.mock(base_url=BASE) as router:
+        sse_route(router, parts)
+        async with OpenAIClient(BASE) as oa:
+            c = await oa.chat(ASK, model="m")
+    assert c.timing.e2e is not None and c.timing.e2e < 0.2

@@ -160,11 +160,13 @@ class SyncOpenAI:
                             timing.keepalives.append(now)
                         elif rec.is_done:
                             done = True
+                            timing.e2e = now  # the answer ends at [DONE]
                         else:
                             last = record_event(rec, chunks, timing, now, last, None)
             except httpx.ReadTimeout:
                 raise StreamStalled("no bytes within the read timeout", waited_s=self._now() - t0) from None
-        timing.e2e = self._now() - t0
+        if timing.e2e is None:
+            timing.e2e = self._now() - t0
         if not done and not chunks:
             raise StreamTruncated("stream ended without chunks or [DONE]")
         usage = next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
