@@ -13,6 +13,7 @@ not dispatched; comments start with ``:``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from harness.errors import StreamProtocolError
 
 __all__ = ["DEFAULT_MAX_LINE", "SSEComment", "SSEEvent", "SSEParser", "parse_sse"]
 
+_EOL = re.compile(r"\r\n|\r|\n")
 DEFAULT_MAX_LINE = 1 << 20  # RunPod caps a stream chunk at 1 MB; a longer line is garbage.
 
 
@@ -63,21 +65,15 @@ class SSEParser:
             start = 1
         self._cr = False
         n = len(chunk)
-        i = start
-        while i < n:
-            c = chunk[i]
-            if c == "\n" or c == "\r":
-                self._append(chunk[start:i])
-                self._line(out)
-                if c == "\r":
-                    if i + 1 < n and chunk[i + 1] == "\n":
-                        i += 1
-                    elif i + 1 == n:
-                        self._cr = True
-                i += 1
-                start = i
-                continue
-            i += 1
+        while start < n:
+            m = _EOL.search(chunk, start)  # C-speed search for the next line break, not a per-character loop
+            if m is None:
+                break
+            self._append(chunk[start : m.start()])
+            self._line(out)
+            if m.group() == "\r" and m.end() == n:
+                self._cr = True  # a CR ending this chunk may be the first half of a CRLF
+            start = m.end()
         if start < n:
             self._append(chunk[start:n])
         return out
