@@ -17,7 +17,6 @@ import json
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -37,7 +36,7 @@ from harness.polling import RetryPolicy
 from harness.shapes import Usage, extract, worker_error
 from harness.sse import SSEComment, SSEEvent, SSEParser
 from harness.timing import RequestTiming
-from harness.transport import HTTPCore, map_httpx_errors
+from harness.transport import ClientLifecycle, HTTPCore, map_httpx_errors
 
 __all__ = ["WARMUP_PATHS", "Completion", "OpenAIClient", "record_event"]
 
@@ -58,7 +57,7 @@ class Completion:
     ids: tuple[str, ...] = ()  # distinct chunk/response ids, in order of arrival
 
 
-class OpenAIClient:
+class OpenAIClient(ClientLifecycle):
     """``async with OpenAIClient("http://127.0.0.1:8000/v1") as oa: c = await oa.chat([...], model=...)``"""
 
     def __init__(
@@ -96,17 +95,6 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         return f"OpenAIClient(base_url={self.base_url!r}, api_key=<redacted>)"
-
-    async def __aenter__(self) -> OpenAIClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._core.aclose()
 
     async def models(self) -> list[str]:
         resp = await self._core.send("GET", "/models", idempotent=True)

@@ -20,7 +20,6 @@ import os
 import random
 import re
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -43,7 +42,7 @@ from harness.errors import (
 from harness.health import Diagnosis, DiagnosisKind, Health, Watchdog
 from harness.jobs import Job, JobStatus, raise_for_job
 from harness.polling import PollPolicy, RetryPolicy
-from harness.transport import HTTPCore
+from harness.transport import ClientLifecycle, HTTPCore
 
 __all__ = ["DEFAULT_BASE_URL", "TIMEOUT_ERRORS", "RunPodClient"]
 
@@ -68,7 +67,7 @@ def _check_id(kind: str, value: str) -> str:
     return value
 
 
-class RunPodClient:
+class RunPodClient(ClientLifecycle):
     """``async with RunPodClient(endpoint_id, api_key) as rp: job = await rp.run({...}, timeout=120)``"""
 
     def __init__(
@@ -122,17 +121,6 @@ class RunPodClient:
         return f"RunPodClient(endpoint_id={self.endpoint_id!r}, base_url={self.base_url!r}, api_key=<redacted>)"
 
     __str__ = __repr__
-
-    async def __aenter__(self) -> RunPodClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._core.aclose()
 
     # --- single routes ------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ import logging
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -24,7 +25,7 @@ from harness.errors import (
 )
 from harness.polling import RetryPolicy, parse_retry_after
 
-__all__ = ["HTTPCore", "Redactor", "map_httpx_errors"]
+__all__ = ["ClientLifecycle", "HTTPCore", "Redactor", "map_httpx_errors"]
 
 log = logging.getLogger("harness.http")
 _BODY_SUMMARY = 300
@@ -62,6 +63,23 @@ def map_httpx_errors(method: str, path: str, redact: Redactor | None = None) -> 
         ) from None
     except httpx.InvalidURL as exc:
         raise ConfigError(f"invalid URL for {method} {path}: {r(str(exc))}") from None
+
+
+class ClientLifecycle:
+    """``async with`` for clients that own an HTTPCore in ``self._core``."""
+
+    _core: HTTPCore
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._core.aclose()
 
 
 class HTTPCore:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.emulator.server import fetch_state
 from harness.errors import DiagnosedTimeout, HarnessError, JobError, ShapeError, WorkerError, ZombieWorker
 from harness.importprobe import MARKER
 from harness.runpod import RunPodClient
@@ -275,7 +276,9 @@ async def _run_jobs(
                     job = await rp.run(job_input, timeout=job_timeout)
                 except ZombieWorker as exc:
                     row["status"] = "STUCK"
-                    state = await asyncio.to_thread(_state, info)
+                    state = await asyncio.to_thread(
+                        fetch_state, f"{info['base_url']}/{info['endpoint_id']}", info["api_key"]
+                    )
                     logs = [w["logs"][-1] for w in state.get("workers", []) if w.get("logs")]
                     tb = _user_traceback(logs[-1], report.handler.rpartition(":")[0]) if logs else []
                     report.add(
@@ -325,17 +328,6 @@ async def _run_jobs(
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-def _state(info: dict[str, Any]) -> dict[str, Any]:
-    import urllib.request
-
-    req = urllib.request.Request(
-        f"{info['base_url']}/{info['endpoint_id']}/_emulator", headers={"Authorization": f"Bearer {info['api_key']}"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
 
 
 def check_worker(

@@ -247,9 +247,9 @@ class Endpoint:
         """Dispatch queued jobs to free workers, then ask for more workers if the queue needs them."""
         now = time.monotonic()
         for w in self.workers.values():
-            if self.queue and self._dispatchable(w) and not self._awake(w, now):
+            if not (self.queue and self._dispatchable(w)) or not self._awake(w, now):
                 continue
-            w.wake_at = None if self.queue and self._dispatchable(w) else w.wake_at
+            w.wake_at = None  # it noticed the queue: the next idle spell starts a new wake-up
             while self.queue and self._dispatchable(w):
                 job = self.jobs.get(self.queue.popleft())
                 if job is None or job.status != "IN_QUEUE":

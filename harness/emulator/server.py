@@ -16,7 +16,7 @@ from harness.emulator.config import EmulatorConfig, load_config
 from harness.runpod import RunPodClient
 from harness.serving import BackgroundServer
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "fetch_state"]
 
 
 class Emulator:
@@ -89,12 +89,7 @@ class Emulator:
 
     def state(self) -> dict[str, Any]:
         """Workers (state, cold start seconds, captured import tracebacks), events and health."""
-        req = urllib.request.Request(
-            f"{self.endpoint_url}/_emulator", headers={"Authorization": f"Bearer {self.api_key}"}
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only
-            data: dict[str, Any] = json.loads(resp.read())
-        return data
+        return fetch_state(self.endpoint_url, self.api_key)
 
 
 def _merge(base: EmulatorConfig, overrides: dict[str, Any]) -> EmulatorConfig:
@@ -102,3 +97,11 @@ def _merge(base: EmulatorConfig, overrides: dict[str, Any]) -> EmulatorConfig:
         return base
     current = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     return load_config({**current, **overrides})
+
+
+def fetch_state(endpoint_url: str, api_key: str) -> dict[str, Any]:
+    """GET .../_emulator of an emulator in this process or another one (worker-check runs it in a subprocess)."""
+    req = urllib.request.Request(f"{endpoint_url}/_emulator", headers={"Authorization": f"Bearer {api_key}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
