@@ -161,6 +161,7 @@ class OpenAIClient(ClientLifecycle):
                 reply = self._core.json("POST", path, resp)
                 done = self._finish(extract(reply), timing, body.get("model"), [])
                 done.ids = (str(reply["id"]),) if isinstance(reply, dict) and "id" in reply else ()
+                timing.request_id = done.ids[0] if done.ids else None
                 return done
             findings: list[Finding] = []
             if self.stream_options:
@@ -339,6 +340,8 @@ def record_event(
         timing.signals.append((now, str(data.get("type") or data.get("object") or "event")))
         return last_content
     chunks.append(data)
+    if timing.request_id is None and isinstance(data.get("id"), str):
+        timing.request_id = data["id"]
     content = reasoning = ""
     for c in data.get("choices") or ():
         part = c.get("delta") if isinstance(c, dict) and isinstance(c.get("delta"), dict) else c

@@ -37,6 +37,7 @@ class RequestTiming:
     error: str | None = None
     queue_ms: int | None = None  # RunPod delayTime
     execution_ms: int | None = None  # RunPod executionTime
+    request_id: str | None = None  # the server's id for the answer (completion id): finds it in the server's logs
 
     @property
     def tpot(self) -> float | None:

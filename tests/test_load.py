@@ -75,6 +75,7 @@ def test_cost_model_against_hand_computed_numbers() -> None:
 def test_records_merge_across_processes_and_refuse_duplicates(tmp_path: Path) -> None:
     w = RecordWriter(tmp_path)
     w.write(LoadRecord(process=w.pid, seq=w.next_seq(), label="latency", phase="hot", start_unix=1.0, e2e_s=0.1))
+    w.close()
     other = tmp_path / "records-99999.jsonl"
     other.write_text(
         json.dumps({"process": 99999, "seq": 1, "label": "latency", "phase": "cold", "start_unix": 0.5, "e2e_s": 2.0})
@@ -206,7 +207,8 @@ def test_report_plots_render_in_a_headless_browser(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_streaming_users_record_ttft_and_every_gap(tmp_path: Path) -> None:
+@pytest.mark.parametrize("locustfile", ["streaming.py", "chat.py"])
+def test_openai_users_record_ttft_gaps_and_the_servers_id(tmp_path: Path, locustfile: str) -> None:
     from harness.mockopenai import MockConfig, create_mock_openai
     from harness.serving import BackgroundServer
 
@@ -214,7 +216,7 @@ def test_streaming_users_record_ttft_and_every_gap(tmp_path: Path) -> None:
         cmd = [
             *LOCUST,
             "-f",
-            str(ROOT / "locustfiles" / "streaming.py"),
+            str(ROOT / "locustfiles" / locustfile),
             "--headless",
             "--host",
             f"{srv.url}/v1",
@@ -232,10 +234,17 @@ def test_streaming_users_record_ttft_and_every_gap(tmp_path: Path) -> None:
             "--skip-log-setup",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        streamed = {rid for rid, _, _ in srv.app.state.sent}
     assert proc.returncode == 0, proc.stderr[-1500:]
     records = load_records(tmp_path)
     assert len(records) >= 8 and all(r.status == "ok" for r in records)
     assert all(r.ttft_s is not None and r.ttft_s >= 0.05 for r in records)
+    ids = [r.request_id for r in records]  # the server's own id: a slow request can be found in its logs
+    assert len(set(ids)) == len(ids) and all(i and i.startswith("chatcmpl-") for i in ids)
+    if locustfile == "chat.py":
+        assert all(r.e2e_s == r.ttft_s and r.output_tokens and not r.gaps_s for r in records)
+        return
+    assert set(ids) <= streamed
     assert all(len(r.gaps_s) == (r.output_tokens or 0) - 1 for r in records)  # one gap per token after the first
     s = json.loads(build_report(tmp_path)["json"].read_text())["phases"]["stream"]
     assert s["ttft_s"]["count"] == len(records) and s["icl_aiperf_s"]["count"] > 0

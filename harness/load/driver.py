@@ -2,7 +2,7 @@
 
 They make the same decisions as the async clients by calling the same pure code — PollPolicy for when to
 poll, Watchdog for what a stuck job means, ``record_event`` for stream timing, ``extract`` for outputs —
-over a sync httpx.Client (whose sockets gevent patches under locust).
+over geventhttpclient (harness.load.http: a quarter of httpx's CPU per request, which is timing error under load).
 """
 
 from __future__ import annotations
@@ -13,35 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from harness.errors import ProtocolError, StreamStalled, StreamTruncated
+from harness.errors import ProtocolError, RequestTimeout, StreamStalled, StreamTruncated
 from harness.health import Health, Watchdog
 from harness.jobs import Job
+from harness.load.http import SyncHTTP
 from harness.openai import record_event
 from harness.polling import PollPolicy
 from harness.runpod import TIMEOUT_ERRORS
 from harness.sse import SSEComment, SSEParser
 from harness.timing import RequestTiming
-from harness.transport import Redactor, map_httpx_errors
+from harness.transport import Redactor
 
 __all__ = ["SyncOpenAI", "SyncRunPod"]
-
-
-def _check(resp: httpx.Response, method: str, path: str, redact: Redactor) -> Any:
-    if resp.status_code >= 400:
-        from harness.errors import StatusError
-
-        raise StatusError(
-            f"{method} {path}: HTTP {resp.status_code}: {redact(resp.text[:200])}",
-            status_code=resp.status_code,
-            method=method,
-            path=path,
-        )
-    try:
-        return resp.json()
-    except ValueError:
-        raise ProtocolError(f"{method} {path}: reply is not JSON") from None
 
 
 class SyncRunPod:
@@ -57,12 +40,12 @@ class SyncRunPod:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=f"{base_url.rstrip('/')}/{endpoint_id}",
+        self._http = SyncHTTP(
+            f"{base_url.rstrip('/')}/{endpoint_id}",
+            {"Authorization": f"Bearer {api_key}", "User-Agent": "devai-harness"},
             timeout=request_timeout,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "devai-harness"},
+            redact=Redactor(api_key),
         )
-        self._redact = Redactor(api_key)
         self.poll = poll or PollPolicy()
         self.stuck_after_s = stuck_after_s
         self._sleep, self._now = sleep, now
@@ -71,9 +54,7 @@ class SyncRunPod:
         self._http.close()
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        with map_httpx_errors(method, path, self._redact):
-            resp = self._http.request(method, path, json=body)
-        return _check(resp, method, path, self._redact)
+        return self._http.call(method, path, body)
 
     def health(self) -> Health:
         return Health.from_json(self._call("GET", "/health"), taken_at=self._now())
@@ -122,15 +103,27 @@ class SyncOpenAI:
         stall_timeout_s: float = 30.0,
         now: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``stall_timeout_s``: the longest silence allowed, between stream chunks or before a whole reply."""
         headers = {"User-Agent": "devai-harness"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=stall_timeout_s)
-        )
-        self._redact = Redactor(api_key)
+        self._http = SyncHTTP(base_url, headers, timeout=stall_timeout_s, redact=Redactor(api_key))
         self._now = now
 
     def close(self) -> None:
         self._http.close()
+
+    def chat(self, messages: list[dict[str, Any]], *, model: str, max_tokens: int) -> RequestTiming:
+        """One non-streaming chat completion: e2e, usage and the server's id."""
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens}
+        timing = RequestTiming(name="chat")
+        t0 = self._now()
+        reply = self._http.call("POST", "/chat/completions", body)
+        timing.tt_headers = timing.tt_ack = timing.e2e = timing.ttft = self._now() - t0
+        if not isinstance(reply, dict):
+            raise ProtocolError("POST /chat/completions: reply is not a JSON object")
+        timing.request_id = reply["id"] if isinstance(reply.get("id"), str) else None
+        usage: dict[str, Any] = reply["usage"] if isinstance(reply.get("usage"), dict) else {}
+        timing.input_tokens, timing.output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return timing
 
     def chat_stream(
         self, messages: list[dict[str, Any]], *, model: str, max_tokens: int, include_usage: bool = True
@@ -142,17 +135,11 @@ class SyncOpenAI:
         chunks: list[dict[str, Any]] = []
         t0 = self._now()
         done, last = False, None
-        with (
-            map_httpx_errors("POST", "/chat/completions", self._redact),
-            self._http.stream("POST", "/chat/completions", json=body) as resp,
-        ):
+        with self._http.stream("POST", "/chat/completions", body) as lines:
             timing.tt_headers = self._now() - t0
-            if resp.status_code >= 400:
-                resp.read()
-                _check(resp, "POST", "/chat/completions", self._redact)
             parser, decoder = SSEParser(), codecs.getincrementaldecoder("utf-8")(errors="replace")
             try:
-                for data in resp.iter_raw():
+                for data in lines:
                     now = self._now() - t0
                     timing.tt_ack = timing.tt_ack if timing.tt_ack is not None else now
                     for rec in parser.feed(decoder.decode(data)):
@@ -163,8 +150,8 @@ class SyncOpenAI:
                             timing.e2e = now  # the answer ends at [DONE]
                         else:
                             last = record_event(rec, chunks, timing, now, last, None)
-            except httpx.ReadTimeout:
-                raise StreamStalled("no bytes within the read timeout", waited_s=self._now() - t0) from None
+            except RequestTimeout:
+                raise StreamStalled("no bytes within the stall timeout", waited_s=self._now() - t0) from None
         if timing.e2e is None:
             timing.e2e = self._now() - t0
         if not done and not chunks:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.errors import ConfigError
 
@@ -39,10 +39,14 @@ class LoadRecord:
     concurrency: int | None = None
     rate: float | None = None
     worker_id: str | None = None
+    request_id: str | None = None  # the server's id for the answer, to find a slow request in the server's logs
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.process, self.seq)
+
+
+_FIELDS = tuple(f.name for f in fields(LoadRecord))
 
 
 class RecordWriter:
@@ -54,6 +58,7 @@ class RecordWriter:
         self._lock = threading.Lock()
         self._seq = 0
         self.pid = os.getpid()
+        self._file: TextIO | None = None  # opened on first write, kept open: an open() per request costs under load
 
     def next_seq(self) -> int:
         with self._lock:
@@ -61,9 +66,17 @@ class RecordWriter:
             return self._seq
 
     def write(self, record: LoadRecord) -> None:
-        line = json.dumps(asdict(record))
-        with self._lock, open(self.run_dir / f"records-{self.pid}.jsonl", "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        line = json.dumps({f: getattr(record, f) for f in _FIELDS})  # asdict() deep-copies: 5x slower
+        with self._lock:
+            if self._file is None:  # line-buffered: every record is on disk once write() returns
+                self._file = open(self.run_dir / f"records-{self.pid}.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self._file.write(line + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def load_records(run_dir: str | Path) -> list[LoadRecord]:

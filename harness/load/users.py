@@ -20,7 +20,7 @@ from harness.load.records import LoadRecord, RecordWriter
 from harness.polling import PollPolicy
 from harness.shapes import extract
 
-__all__ = ["ArrivalUser", "CapacityUser", "LatencyUser", "StepShape", "StreamingUser"]
+__all__ = ["ArrivalUser", "CapacityUser", "ChatUser", "LatencyUser", "StepShape", "StreamingUser"]
 
 PROMPT = {
     "messages": [{"role": "user", "content": "Write a Python function that reverses a string."}],
@@ -51,6 +51,12 @@ _started: dict[int, float] = {}
 @events.test_start.add_listener
 def _test_start(environment: Environment, **_: Any) -> None:
     _started[os.getpid()] = time.monotonic()
+
+
+@events.quitting.add_listener
+def _quitting(environment: Environment, **_: Any) -> None:
+    for writer in _writers.values():
+        writer.close()
 
 
 def _step_users(env: Environment) -> int:
@@ -85,7 +91,7 @@ def _runpod(env: Environment, poll: PollPolicy | None = None) -> SyncRunPod:
 
 def _fire(env: Environment, rec: LoadRecord, exc: BaseException | None) -> None:
     env.events.request.fire(
-        request_type="runpod" if rec.label != "streaming" else "openai",
+        request_type="openai" if rec.label in ("streaming", "chat") else "runpod",
         name=rec.phase,
         response_time=(rec.e2e_s or 0) * 1000,
         response_length=rec.output_tokens or 0,
@@ -222,35 +228,46 @@ class StreamingUser(User):
     """N concurrent streams against an OpenAI-compatible URL (--host .../v1): TTFT and every chunk gap."""
 
     wait_time = constant(0)
+    streaming = True
 
     def on_start(self) -> None:
-        self.oa = SyncOpenAI(self.environment.host or "", os.environ.get("OPENAI_API_KEY"))
+        # A whole non-streaming answer may take as long as a job; a stream must not fall silent for 30 s.
+        stall = 30.0 if self.streaming else _opts(self.environment).job_timeout
+        self.oa = SyncOpenAI(self.environment.host or "", os.environ.get("OPENAI_API_KEY"), stall_timeout_s=stall)
 
     def on_stop(self) -> None:
         self.oa.close()
 
     @task
-    def stream(self) -> None:
+    def request(self) -> None:
         writer = _writer(self.environment)
         users = self.environment.runner.user_count if self.environment.runner else 1
         rec = LoadRecord(
             process=writer.pid,
             seq=writer.next_seq(),
-            label="streaming",
-            phase="stream",
+            label="streaming" if self.streaming else "chat",
+            phase="stream" if self.streaming else "chat",
             start_unix=time.time(),
             concurrency=users,
         )
         exc: BaseException | None = None
         try:
             messages: list[dict[str, Any]] = PROMPT["messages"]  # type: ignore[assignment]
-            t = self.oa.chat_stream(messages, model=_opts(self.environment).model, max_tokens=64)
+            model = _opts(self.environment).model
+            send = self.oa.chat_stream if self.streaming else self.oa.chat
+            t = send(messages, model=model, max_tokens=64)
             rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
-            rec.input_tokens, rec.output_tokens = t.input_tokens, t.output_tokens
+            rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
         except HarnessError as e:
             rec.status, rec.error, exc = "error", type(e).__name__, e
         writer.write(rec)
         _fire(self.environment, rec, exc)
+
+
+class ChatUser(StreamingUser):
+    """Non-streaming chat completions against an OpenAI-compatible URL: requests/s and e2e per request."""
+
+    streaming = False
 
 
 class StepShape(LoadTestShape):

@@ -1,0 +1,67 @@
+"""harness.load.http + the sync OpenAI driver: the locust users' HTTP layer (geventhttpclient) keeps the async
+client's error contract — typed errors, no secret in any message, stalls and truncations named."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from harness.errors import ConnectError, StatusError, StreamStalled
+from harness.load.driver import SyncOpenAI
+from harness.mockopenai import MockConfig, create_mock_openai
+from harness.serving import BackgroundServer
+
+KEY = "sk-test-not-a-real-key-0123456789"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def mock_url() -> Iterator[str]:
+    with BackgroundServer(create_mock_openai(MockConfig(ttft_s=0.01, itl_s=0.0, stall_after=1, stall_s=2.0))) as srv:
+        yield f"{srv.url}/v1"
+
+
+def test_stream_and_chat_agree_on_the_answer_and_ids(mock_url: str) -> None:
+    oa = SyncOpenAI(mock_url, KEY)
+    try:
+        s = oa.chat_stream(MESSAGES, model="normal", max_tokens=64)
+        c = oa.chat(MESSAGES, model="normal", max_tokens=64)
+    finally:
+        oa.close()
+    assert s.output_tokens == c.output_tokens and s.output_tokens
+    assert s.ttft is not None and s.e2e is not None and 0.01 <= s.ttft <= s.e2e
+    assert s.request_id and c.request_id and s.request_id != c.request_id
+
+
+def test_a_stall_longer_than_the_timeout_is_named(mock_url: str) -> None:
+    oa = SyncOpenAI(mock_url, KEY, stall_timeout_s=0.5)
+    try:
+        with pytest.raises(StreamStalled):
+            oa.chat_stream(MESSAGES, model="stall", max_tokens=64)
+    finally:
+        oa.close()
+
+
+def test_http_errors_are_typed_and_never_carry_the_key(mock_url: str) -> None:
+    oa = SyncOpenAI(mock_url, KEY)
+    try:
+        with pytest.raises(StatusError) as err:
+            oa.chat_stream(MESSAGES, model="loading-503", max_tokens=8)
+    finally:
+        oa.close()
+    assert err.value.status_code == 503 and KEY not in str(err.value)
+
+
+def test_a_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    oa = SyncOpenAI(f"http://127.0.0.1:{port}/v1", KEY)
+    try:
+        with pytest.raises(ConnectError) as err:
+            oa.chat(MESSAGES, model="normal", max_tokens=8)
+    finally:
+        oa.close()
+    assert KEY not in str(err.value)
