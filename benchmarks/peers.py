@@ -65,6 +65,12 @@ def peer_version(py: Path, dist: str) -> str:
     return subprocess.run([py, "-c", code], capture_output=True, text=True).stdout.strip() or "?"
 
 
+def installed_version(dist: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(dist)
+
+
 TOKENIZER = """
 import sys
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -103,16 +109,16 @@ def truth_server(*, cpu: int | None = 0, **timing: float) -> Iterator[str]:
     args += [f"--{k}={v}" for k, v in timing.items()]
     if cpu is not None and (os.cpu_count() or 1) > 1:
         args.append(f"--cpu={cpu}")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the truth server did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            if not url.startswith("http"):
+                raise RuntimeError("the truth server did not start")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def truth_log(url: str, *, reset: bool = False) -> list[list[Any]]:

@@ -9,7 +9,7 @@
 runpod-python is installed into its own venv here (never a project dependency); skipped, saying why, if it
 cannot be. Prints the ratios last. Bounded: --jobs sequential jobs per client, a 60 s zombie cap.
 
-    .venv/bin/python benchmarks/runpod_peers.py [--jobs 10] [--peer-venv /tmp/peer-runpod]
+    .venv/bin/python benchmarks/runpod_peers.py [--jobs 10] [--json benchmarks/results/runpod_peers.json]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import peers  # noqa: E402
 
 PEER = r"""
 import json, os, sys, time
@@ -46,18 +48,6 @@ for i in range(n):
         status = type(exc).__name__
     print(json.dumps({"done": time.monotonic(), "start": t0, "status": status}), flush=True)
 """
-
-
-def peer_python(venv: Path) -> Path | None:
-    py = venv / "bin" / "python"
-    if not py.exists():
-        r = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, timeout=300)
-        if r.returncode == 0:
-            subprocess.run(
-                [str(py), "-m", "pip", "install", "-q", "runpod>=1.12,<1.13"], capture_output=True, timeout=900
-            )
-    ok = py.exists() and subprocess.run([str(py), "-c", "import runpod"], capture_output=True).returncode == 0
-    return py if ok else None
 
 
 def finishes(emu: Any) -> list[tuple[float, str]]:
@@ -162,21 +152,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=10)
     ap.add_argument("--stuck", type=float, default=5.0, help="our stuck threshold for the zombie run (s)")
-    ap.add_argument("--peer-venv", default="/tmp/peer-runpod")
     ap.add_argument("--json", help="write results here too")
     args = ap.parse_args()
     from harness.emulator import Emulator
 
-    py = peer_python(Path(args.peer_venv))
+    py = peers.peer_python("runpod")
     if py is None:
         print("runpod-python could not be installed in its own venv: its columns are skipped")
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "python": sys.version.split()[0],
-        "cores": os.cpu_count(),
-        "completion": [],
-        "zombie": [],
-    }
+    results: dict[str, Any] = {**peers.machine(), "completion": [], "zombie": []}
+    results["versions"] = {"runpod": peers.peer_version(py, "runpod") if py else None}
     with Emulator(cold_start=0.0, min_workers=1, worker={"ttft_range_s": [1, 3], "filler_tokens": 8}) as emu:
         for mode in ("run", "runsync"):
             results["completion"].append(asyncio.run(ours(emu, mode, args.jobs)))

@@ -1,12 +1,15 @@
-"""How exact are devai-harness's TTFT and end-to-end times? Against ground truth: the loopback mock server logs
-the moment it writes every chunk (harness.mockopenai, ``app.state.sent``), on the same CLOCK_MONOTONIC as the
-client (Linux: time.perf_counter and time.monotonic share it).
+"""How exact are TTFT and end-to-end times — devai-harness vs GuideLLM vs AIPerf, against ground truth.
 
-Error = when the client saw it - when the server wrote it (loopback transfer, HTTP and SSE parsing, the event
-loop), for the first content chunk (TTFT) and for the last byte ([DONE], end to end), at concurrency 1 and 32.
-Goal (issue 9): median < 1 ms, p99 < 5 ms. GuideLLM and AIPerf columns are not measured yet.
+The ground truth is benchmarks/truthserver.py (loopback, pinned to core 0): it stamps the first byte of each
+request in, its first token out and its last byte out. Each tool's own per-request record is matched to the
+server's by request id, and error = the tool's duration - the server's (peers.errors): a perfect client is off
+by the loopback round trip (~0.1 ms). Streams: TTFT 50 ms, then 15 more tokens 10 ms apart (~200 ms each).
+Concurrency 1 (64 requests) and 32 (320 requests); each tool pinned to core 1. devai-harness twice: its load
+driver (what the locust users run: gevent + geventhttpclient) and its async conformance client (httpx).
 
-    .venv/bin/python benchmarks/timing_accuracy.py [--requests 64] [--json FILE]
+Goal (issue 9): median < 1 ms, p99 < 5 ms, and no worse than the best peer.
+
+    .venv/bin/python benchmarks/timing_accuracy.py [--json benchmarks/results/timing_accuracy.json]
 """
 
 from __future__ import annotations
@@ -15,108 +18,144 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers
+
+SERVER = {"ttft": 0.05, "itl": 0.01, "tokens": 16}
+RUNS = {1: 64, 32: 320}  # concurrency: requests
 
 
-SERVER = """
-import os, sys
-if hasattr(os, "sched_setaffinity") and os.cpu_count() > 1:
-    os.sched_setaffinity(0, {0})
-from harness.mockopenai import MockConfig, create_mock_openai
-from harness.serving import BackgroundServer
-srv = BackgroundServer(create_mock_openai(MockConfig(ttft_s=0.05, itl_s=0.01)))
-srv.serve_forever(on_ready=lambda port: print(f"http://127.0.0.1:{port}/v1", flush=True))
-"""
+def ours_load_driver(url: str, concurrency: int, n: int) -> list[peers.Seen]:
+    """What devai-harness's locust users run (SyncOpenAI over geventhttpclient), in ``concurrency`` greenlets."""
+    import gevent.pool
+
+    from harness.load.driver import SyncOpenAI
+
+    seen: list[peers.Seen] = []
+    todo = iter(range(n))
+
+    def worker() -> None:
+        oa = SyncOpenAI(f"{url}/v1")
+        try:
+            for i in todo:  # greenlets share the iterator: n requests in all
+                t = oa.chat_stream([{"role": "user", "content": f"request {i}"}], model="truth", max_tokens=64)
+                assert t.request_id
+                assert t.e2e is not None
+                seen.append(peers.Seen(t.request_id, t.ttft, t.e2e))
+        finally:
+            oa.close()
+
+    pool = gevent.pool.Pool(concurrency)
+    for _ in range(concurrency):
+        pool.spawn(worker)
+    pool.join(raise_error=True)
+    return seen
 
 
-def p99(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
-
-
-async def measure(url: str, concurrency: int, n: int) -> dict[str, Any]:
-    import httpx
-
+async def ours(url: str, concurrency: int, n: int) -> list[peers.Seen]:
+    """The async conformance client (harness.openai.OpenAIClient over httpx)."""
     from harness.openai import OpenAIClient
 
-    seen: list[tuple[str, float, float]] = []  # (request id, first token seen, [DONE] seen), absolute
+    seen: list[peers.Seen] = []
     sem = asyncio.Semaphore(concurrency)
-    async with OpenAIClient(url, stall_timeout_s=60) as oa:
+    async with OpenAIClient(f"{url}/v1", stall_timeout_s=60) as oa:
 
         async def one(i: int) -> None:
             async with sem:
-                first: list[float] = []
-                c = await oa.chat(
-                    [{"role": "user", "content": f"echo:answer number {i} " + "tok " * 30}],
-                    model="normal",
-                    on_delta=lambda _: first or first.append(time.monotonic()),
-                )
-                t0 = first[0] - (c.timing.ttft or 0)  # the client's send time, on the same clock
-                seen.append((c.ids[0], first[0], t0 + (c.timing.e2e or 0)))
+                c = await oa.chat([{"role": "user", "content": f"request {i}"}], model="truth")
+                assert c.timing.request_id
+                assert c.timing.e2e is not None
+                seen.append(peers.Seen(c.timing.request_id, c.timing.ttft, c.timing.e2e))
 
         await asyncio.gather(*(one(i) for i in range(n)))
-    async with httpx.AsyncClient(timeout=30) as http:
-        sent = (await http.get(f"{url}/_sent")).json()
-    ttft_err, e2e_err = [], []
-    for rid, first_seen, done_seen in seen:
-        mine = sorted((k, t) for r, k, t in sent if r == rid)
-        ttft_err.append(first_seen - mine[1][1])  # chunk 0 is the empty role chunk; 1 is the first token
-        e2e_err.append(done_seen - mine[-1][1])  # the last write: [DONE]
-    ms = 1000
-    return {
-        "concurrency": concurrency,
-        "requests": n,
-        "ttft_error_ms": {"median": statistics.median(ttft_err) * ms, "p99": p99(ttft_err) * ms},
-        "e2e_error_ms": {"median": statistics.median(e2e_err) * ms, "p99": p99(e2e_err) * ms},
-    }
+    return seen
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=64)
-    ap.add_argument("--json")
+    ap.add_argument("--json", help="write results here too")
+    ap.add_argument("--skip", default="", help="comma-separated peers to leave out (guidellm, aiperf)")
     args = ap.parse_args()
-    # The server in its own process on core 0, the client here on core 1: sharing a process, their two threads
-    # would contend for the GIL and the error would be the harness's own making. CLOCK_MONOTONIC is system-wide.
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
-    results = []
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+    skip = set(filter(None, args.skip.split(",")))
+    results: dict[str, Any] = {**peers.machine(), "server": SERVER, "versions": {}, "tools": {}}
+    # Each tool on core 1, the server alone on core 0: a tool spreading onto the server's core would delay the
+    # server's own stamps and blame the tools for it. This process (running our clients) is pinned too.
+    pin = peers.pin_to(1)
+    results["pinning"] = "server on core 0, each tool on core 1" if pin else "none (one core)"
+    with tempfile.TemporaryDirectory() as td, peers.truth_server(cpu=0, **SERVER) as url:
+        tmp = Path(td)
+        if pin and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {1})
-        for c in (1, 32):
-            results.append(asyncio.run(measure(url, c, args.requests)))
-            print(json.dumps(results[-1]), flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        tools: dict[str, Path | None] = {"devai-harness load driver": None, "devai-harness OpenAIClient": None}
+        results["versions"]["devai-harness"] = "this checkout"
+        for name in ("guidellm", "aiperf"):
+            py = None if name in skip else peers.peer_python(name)
+            if py is not None:
+                tools[name] = py
+                results["versions"][name] = peers.peer_version(py, name)
+        for name, py in tools.items():
+            t0, rows = time.monotonic(), []
+            for c, n in RUNS.items():
+                peers.truth_log(url, reset=True)
+                try:
+                    if name == "devai-harness load driver":
+                        seen = ours_load_driver(url, c, n)
+                    elif py is None:
+                        seen = asyncio.run(ours(url, c, n))
+                    elif name == "guidellm":
+                        seen = peers.run_guidellm(
+                            py, url, tmp / f"g{c}.json", streams=[c], stream=True, count=n, pin=pin
+                        )[0]
+                    else:
+                        seen = peers.run_aiperf(py, url, tmp / f"a{c}", concurrency=[c], stream=True, count=n, pin=pin)[
+                            0
+                        ]
+                except (RuntimeError, OSError) as exc:
+                    peers.log(f"{name} c={c}: skipped: {exc}")
+                    continue
+                rows.append({"concurrency": c, **peers.errors(seen, peers.truth_log(url))})
+                peers.log(f"  {name} c={c}: {json.dumps(rows[-1])}")
+            results["tools"][name] = {"runs": rows, "wall_s": time.monotonic() - t0}
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "date": time.strftime("%Y-%m-%d"),
-                    "results": results,
-                    "note": "server process pinned to core 0, client to core 1",
-                },
-                indent=2,
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print("\ntiming error vs the server's own stamps, median / p99 (goal: median < 1 ms, p99 < 5 ms):")
+    print(f"  {'tool':28s} {'c':>3s} {'TTFT error ms':>16s} {'e2e error ms':>16s}")
+    best: dict[tuple[int, str], tuple[float, str]] = {}
+    for name, r in results["tools"].items():
+        for row in r["runs"]:
+            t, e = row["ttft_error_ms"], row["e2e_error_ms"]
+            print(
+                f"  {name:28s} {row['concurrency']:3d} {t['median']:7.2f} / {t['p99']:6.2f} "
+                f"{e['median']:7.2f} / {e['p99']:6.2f}"
             )
-        )
-    print("\ndevai-harness timing error vs the server's own send times (goal: median < 1 ms, p99 < 5 ms):")
-    for r in results:
-        t, e = r["ttft_error_ms"], r["e2e_error_ms"]
-        print(
-            f"  concurrency {r['concurrency']:2d}: TTFT median {t['median']:.2f} ms, p99 {t['p99']:.2f} ms;"
-            f"  e2e median {e['median']:.2f} ms, p99 {e['p99']:.2f} ms"
-        )
+            if not name.startswith("devai-harness"):
+                for k in ("ttft", "e2e"):
+                    err = abs(row[f"{k}_error_ms"]["median"])
+                    if err < best.get((row["concurrency"], k), (1e9, ""))[0]:
+                        best[(row["concurrency"], k)] = (err, name)
+    mine = {
+        (row["concurrency"], name): row
+        for name, r in results["tools"].items()
+        if name.startswith("devai-harness")
+        for row in r["runs"]
+    }
+    if best and mine:
+        print("devai-harness median error / the best peer's (lower is better; goal: <= 1):")
+        for (c, k), (b, peer) in sorted(best.items()):
+            for (cc, name), row in mine.items():
+                if cc == c:
+                    ratio = abs(row[f"{k}_error_ms"]["median"]) / b
+                    print(f"  c={c:<3d} {k:5s} {name:28s} {ratio:.2f}x (best peer: {peer}, {b:.2f} ms)")
 
 
 if __name__ == "__main__":
