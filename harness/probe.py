@@ -123,36 +123,40 @@ async def latency_probe(
     rows: list[LatencyRow] = []
     job_input = {"messages": CHAT, "sampling_params": {"max_tokens": 32}}
     last_end: float | None = None
-    for i, step in enumerate(steps, 1):
-        health = await rp.health()
-        if i > 1 or health.workers.total > 0:
-            progress(f"latency: waiting {step.wait_s:g} s before a {step.phase} request")
-            await rp.clock.sleep(step.wait_s)
+    try:
+        for i, step in enumerate(steps, 1):
             health = await rp.health()
-        progress(f"latency: {step.phase} request {i}/{len(steps)}")
-        workers = {k: getattr(health.workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
-        gap = None if last_end is None else time.monotonic() - last_end
-        start_unix, t0 = time.time(), time.perf_counter()
-        job = await rp.run(job_input, timeout=timeout)
-        e2e = time.perf_counter() - t0
-        last_end = time.monotonic()
-        confirmed, evidence = confirm(step.phase, workers, gap, hot_gap_s=0.5)
-        rows.append(LatencyRow(step.phase, e2e * 1000, job.delay_time_ms, job.execution_time_ms, confirmed))
-        if writer is not None:
-            writer.write(
-                LoadRecord(
-                    process=writer.pid,
-                    seq=writer.next_seq(),
-                    label="latency",
-                    phase=step.phase,
-                    start_unix=start_unix,
-                    e2e_s=e2e,
-                    delay_ms=job.delay_time_ms,
-                    execution_ms=job.execution_time_ms,
-                    workers_before=workers,
-                    confirmed=confirmed,
-                    evidence=f"{evidence}; delayTime {job.delay_time_ms} ms",
-                    worker_id=job.worker_id,
+            if i > 1 or health.workers.total > 0:
+                progress(f"latency: waiting {step.wait_s:g} s before a {step.phase} request")
+                await rp.clock.sleep(step.wait_s)
+                health = await rp.health()
+            progress(f"latency: {step.phase} request {i}/{len(steps)}")
+            workers = {k: getattr(health.workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
+            gap = None if last_end is None else time.monotonic() - last_end
+            start_unix, t0 = time.time(), time.perf_counter()
+            job = await rp.run(job_input, timeout=timeout)
+            e2e = time.perf_counter() - t0
+            last_end = time.monotonic()
+            confirmed, evidence = confirm(step.phase, workers, gap, hot_gap_s=0.5)
+            rows.append(LatencyRow(step.phase, e2e * 1000, job.delay_time_ms, job.execution_time_ms, confirmed))
+            if writer is not None:
+                writer.write(
+                    LoadRecord(
+                        process=writer.pid,
+                        seq=writer.next_seq(),
+                        label="latency",
+                        phase=step.phase,
+                        start_unix=start_unix,
+                        e2e_s=e2e,
+                        delay_ms=job.delay_time_ms,
+                        execution_ms=job.execution_time_ms,
+                        workers_before=workers,
+                        confirmed=confirmed,
+                        evidence=f"{evidence}; delayTime {job.delay_time_ms} ms",
+                        worker_id=job.worker_id,
+                    )
                 )
-            )
+    finally:
+        if writer is not None:
+            writer.close()
     return rows
