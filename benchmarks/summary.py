@@ -65,7 +65,11 @@ def commit() -> str:
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "n/a"
+    if a is None or b is None:
+        return "not measured"
+    if not b:
+        return "the peers sustained none"
+    return f"{a / b:.2f}x" if a / b >= 0.1 else f"{a / b:.1%}"
 
 
 def main() -> None:
