@@ -12,7 +12,8 @@ otherwise  one chat.completion after ``latency_s``.
 The server's request id is the completion ``id`` and the ``X-Request-Id`` reply header; a client's own
 ``X-Request-ID`` header (AIPerf sends one) is logged beside it, so every tool's records can be matched.
 
-GET /_log -> [[rid, client_request_id, arrival, first_token_written, last_written], ...] (seconds);
+GET /_log -> [[rid, client_request_id, arrival, first_token_written, last_written], ...] (seconds; the write
+stamps are taken just before each write, so no client can see the bytes before their stamp);
 POST /_reset empties it. GET /v1/models and /health answer too.
 
     python benchmarks/truthserver.py [--port 0] [--ttft 0.05] [--itl 0.01] [--tokens 16] [--latency 0.02] [--cpu 0]
@@ -93,8 +94,9 @@ class TruthProtocol(asyncio.Protocol):
         data = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(data))} | (extra or {})
         assert self.transport is not None
+        sent = time.perf_counter()  # stamped just before the write: no client can see the bytes earlier
         self.transport.write(_head(status, headers) + data)
-        return time.perf_counter()
+        return sent
 
     async def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes, arrival: float) -> None:
         path = path.split("?")[0]
@@ -135,15 +137,17 @@ class TruthProtocol(asyncio.Protocol):
             finish = "length" if i == len(words) - 1 else None
             event = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": MODEL}
             event["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
-            self.transport.write(_chunk(b"data: " + json.dumps(event).encode() + b"\n\n"))
+            data = _chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
             if i == 0:
                 entry[3] = time.perf_counter()
+            self.transport.write(data)
         tail = b""
         if (req.get("stream_options") or {}).get("include_usage"):
             event = {"id": rid, "object": "chat.completion.chunk", "model": MODEL, "choices": [], "usage": usage}
             tail = _chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
-        self.transport.write(tail + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        data = tail + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
         entry[4] = time.perf_counter()
+        self.transport.write(data)
 
 
 async def serve(timing: Timing, port: int = 0, on_ready: Any = print) -> None:

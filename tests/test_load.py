@@ -73,9 +73,8 @@ def test_cost_model_against_hand_computed_numbers() -> None:
 
 
 def test_records_merge_across_processes_and_refuse_duplicates(tmp_path: Path) -> None:
-    w = RecordWriter(tmp_path)
-    w.write(LoadRecord(process=w.pid, seq=w.next_seq(), label="latency", phase="hot", start_unix=1.0, e2e_s=0.1))
-    w.close()
+    with RecordWriter(tmp_path) as w:
+        w.write(LoadRecord(process=w.pid, seq=w.next_seq(), label="latency", phase="hot", start_unix=1.0, e2e_s=0.1))
     other = tmp_path / "records-99999.jsonl"
     other.write_text(
         json.dumps({"process": 99999, "seq": 1, "label": "latency", "phase": "cold", "start_unix": 0.5, "e2e_s": 2.0})
@@ -170,22 +169,22 @@ def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
 def test_report_plots_render_in_a_headless_browser(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    w = RecordWriter(run)
-    for i, (phase, e2e) in enumerate([("cold", 2.0), ("hot", 0.01), ("warm", 0.3)] * 3):
-        w.write(
-            LoadRecord(
-                process=w.pid,
-                seq=w.next_seq(),
-                label="latency",
-                phase=phase,
-                start_unix=float(i),
-                e2e_s=e2e,
-                delay_ms=int(e2e * 900),
-                execution_ms=10,
-                confirmed=True,
-                workers_before={"idle": int(phase != "cold"), "running": 0},
+    with RecordWriter(run) as w:
+        for i, (phase, e2e) in enumerate([("cold", 2.0), ("hot", 0.01), ("warm", 0.3)] * 3):
+            w.write(
+                LoadRecord(
+                    process=w.pid,
+                    seq=w.next_seq(),
+                    label="latency",
+                    phase=phase,
+                    start_unix=float(i),
+                    e2e_s=e2e,
+                    delay_ms=int(e2e * 900),
+                    execution_ms=10,
+                    confirmed=True,
+                    workers_before={"idle": int(phase != "cold"), "running": 0},
+                )
             )
-        )
     html = build_report(run)["html"]
     shot = tmp_path / "shot.png"
     subprocess.run(

@@ -72,6 +72,12 @@ class RecordWriter:
                 self._file = open(self.run_dir / f"records-{self.pid}.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
             self._file.write(line + "\n")
 
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
