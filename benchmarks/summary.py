@@ -3,6 +3,7 @@ latest run of each script (read from their own JSON files) plus a history, one e
 offline suite's wall time and the emulator's jobs/s, so a regression shows up as a line that got worse.
 
     .venv/bin/python benchmarks/summary.py [--suite]            # --suite: time the README test command here
+    .venv/bin/python benchmarks/summary.py --show               # print the latest ratios, record nothing
     .venv/bin/python benchmarks/summary.py --suite-seconds 101 --suite-source "clean-clone .ci/run"
 """
 
@@ -65,11 +66,12 @@ def commit() -> str:
 
 
 def ratio(a: float | None, b: float | None) -> str:
+    """``a`` as a multiple (or a percentage, when small) of the peer's ``b``."""
     if a is None or b is None:
         return "not measured"
     if not b:
-        return "the peers sustained none"
-    return f"{a / b:.2f}x" if a / b >= 0.1 else f"{a / b:.1%}"
+        return f"ours {a:g}, the peers none"
+    return f"{a / b:.2f}x the peer's" if a / b >= 0.1 else f"{a / b:.1%} of the peer's"
 
 
 def main() -> None:
@@ -77,6 +79,7 @@ def main() -> None:
     ap.add_argument("--suite", action="store_true", help="run and time the offline suite here")
     ap.add_argument("--suite-seconds", type=float, help="record a wall time measured elsewhere (e.g. in CI)")
     ap.add_argument("--suite-source", default="", help="where --suite-seconds was measured")
+    ap.add_argument("--show", action="store_true", help="print the latest numbers; record nothing")
     args = ap.parse_args()
     path = RESULTS / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {"history": []}
@@ -90,9 +93,10 @@ def main() -> None:
     elif args.suite_seconds is not None:
         entry["offline_suite_s"], entry["offline_suite_source"] = args.suite_seconds, args.suite_source
     entry["emulator_jobs_per_s"] = head.get("emulator_jobs_per_s")
-    summary["latest"] = head
-    summary["history"].append(entry)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    if not args.show:
+        summary["latest"] = head
+        summary["history"].append(entry)
+        path.write_text(json.dumps(summary, indent=2) + "\n")
 
     print(f"{path.relative_to(peers.ROOT)}: {len(summary['history'])} entries")
     for e in summary["history"][-5:]:
@@ -104,15 +108,16 @@ def main() -> None:
     for c in (1, 32):
         mine = ta.get(f"devai-harness load driver c={c}", {}).get("ttft", [None])[0]
         theirs = [v["ttft"][0] for k, v in ta.items() if k.endswith(f" c={c}") and not k.startswith("devai")]
-        print(f"  TTFT median error at c={c}: {ratio(mine, min(theirs, default=None))} of the best peer's")
+        print(f"  TTFT median error at c={c}: {ratio(mine, min(theirs, default=None))} (the best peer)")
     if lpc:
         ours = lpc.get("devai-harness", {})
         for key in ("requests_per_s", "streams_ttft", "streams_e2e"):
             best = max((v[key] for k, v in lpc.items() if k != "devai-harness"), default=None)
-            print(f"  load per core, {key}: {ratio(ours.get(key), best)} of the best peer's")
+            print(f"  load per core, {key}: {ratio(ours.get(key), best)} (the best peer)")
     run = co.get("devai-harness run", {}).get("median")
-    print(f"  completion overhead: {ratio(run, co.get('runpod-python output', {}).get('median'))} of runpod-python's")
-    print(f"  zombie verdict time: {ratio(zo.get('devai-harness run'), zo.get('runpod-python Job.output'))}")
+    print(f"  completion overhead: {ratio(run, co.get('runpod-python output', {}).get('median'))} (runpod-python)")
+    zombie = ratio(zo.get("devai-harness run"), zo.get("runpod-python Job.output"))
+    print(f"  zombie verdict time: {zombie} (runpod-python)")
 
 
 if __name__ == "__main__":
