@@ -31,7 +31,6 @@ PEERS: dict[str, list[list[str]]] = {
     "runpod": [["runpod>=1.12,<1.13"]],
     "guidellm": [["torch==2.13.0"], ["guidellm>=0.8,<0.9"]],
     "aiperf": [["torch==2.13.0"], ["aiperf>=0.13,<0.14"]],
-    "locust": [["locust>=2.32"]],
 }
 
 
@@ -43,7 +42,7 @@ def peer_python(name: str) -> Path | None:
     """The peer's venv python, installing it the first time; None (and why, on stderr) if it cannot be."""
     venv = PEERS_DIR / name
     py = venv / "bin" / "python"
-    module = {"runpod": "runpod", "guidellm": "guidellm", "aiperf": "aiperf", "locust": "locust"}[name]
+    module = name  # each peer's import name is its PEERS key
     if py.exists() and subprocess.run([py, "-c", f"import {module}"], capture_output=True).returncode == 0:
         return py
     log(f"== installing {name} into {venv} (once; heavy peers take minutes)")
