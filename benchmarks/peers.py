@@ -89,12 +89,24 @@ def make_tokenizer(py: Path) -> Path:
     return out
 
 
+def commit() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
 def machine() -> dict[str, Any]:
+    """Where and on what a result was measured: recorded with every result file."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
     return {
         "date": time.strftime("%Y-%m-%d"),
+        "commit": commit(),
         "python": platform.python_version(),
         "cores": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu,
     }
 
 

@@ -60,11 +60,6 @@ def time_suite() -> float:
     return time.monotonic() - t0
 
 
-def commit() -> str:
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=peers.ROOT, capture_output=True, text=True)
-    return r.stdout.strip() or "?"
-
-
 def ratio(a: float | None, b: float | None) -> str:
     """``a`` as a multiple (or a percentage, when small) of the peer's ``b``."""
     if a is None or b is None:
@@ -84,7 +79,7 @@ def main() -> None:
     path = RESULTS / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {"history": []}
     head = headline()
-    entry: dict[str, Any] = {**peers.machine(), "commit": commit()}
+    entry: dict[str, Any] = peers.machine()
     if args.suite:
         entry["offline_suite_s"], entry["offline_suite_source"] = (
             round(time_suite(), 1),
