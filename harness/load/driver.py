@@ -7,7 +7,6 @@ over geventhttpclient (harness.load.http: a quarter of httpx's CPU per request, 
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import time
 from collections.abc import Callable
@@ -137,12 +136,13 @@ class SyncOpenAI:
         done, last = False, None
         with self._http.stream("POST", "/chat/completions", body) as lines:
             timing.tt_headers = self._now() - t0
-            parser, decoder = SSEParser(), codecs.getincrementaldecoder("utf-8")(errors="replace")
+            parser = SSEParser()
             try:
                 for data in lines:
                     now = self._now() - t0
                     timing.tt_ack = timing.tt_ack if timing.tt_ack is not None else now
-                    for rec in parser.feed(decoder.decode(data)):
+                    # Whole lines: a UTF-8 sequence never holds a newline byte, so no character is split.
+                    for rec in parser.feed(data.decode("utf-8", "replace")):
                         if isinstance(rec, SSEComment):
                             timing.keepalives.append(now)
                         elif rec.is_done:
