@@ -39,11 +39,11 @@ def log(msg: str) -> None:
 
 
 def peer_python(name: str) -> Path | None:
-    """The peer's venv python, installing it the first time; None (and why, on stderr) if it cannot be."""
+    """The peer's venv python, installing it the first time; None (and why, on stderr) if it cannot be.
+    ``name`` is both its PEERS key and its import name."""
     venv = PEERS_DIR / name
     py = venv / "bin" / "python"
-    module = name  # each peer's import name is its PEERS key
-    if py.exists() and subprocess.run([py, "-c", f"import {module}"], capture_output=True).returncode == 0:
+    if py.exists() and subprocess.run([py, "-c", f"import {name}"], capture_output=True).returncode == 0:
         return py
     log(f"== installing {name} into {venv} (once; heavy peers take minutes)")
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def peer_python(name: str) -> Path | None:
             tail = [ln for ln in r.stderr.splitlines() if not ln.startswith("WARNING")][-3:]
             log(f"{name}: pip install {' '.join(reqs)} failed ({'; '.join(tail)}): its columns are skipped")
             return None
-    return py if subprocess.run([py, "-c", f"import {module}"], capture_output=True).returncode == 0 else None
+    return py if subprocess.run([py, "-c", f"import {name}"], capture_output=True).returncode == 0 else None
 
 
 def peer_version(py: Path, dist: str) -> str:

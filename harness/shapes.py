@@ -22,7 +22,7 @@ from harness.errors import ShapeError, StreamProtocolError, WorkerError
 from harness.findings import Finding, Severity
 from harness.sse import SSEEvent, SSEParser
 
-__all__ = ["SHAPES", "Extracted", "ShapeInfo", "Usage", "extract", "looks_like_sse", "worker_error"]
+__all__ = ["SHAPES", "Extracted", "ShapeInfo", "Usage", "extract", "looks_like_sse", "openai_usage", "worker_error"]
 
 _MAX_MESSAGE = 2000
 _MAX_LITERAL = 100_000  # ast.literal_eval on longer repr strings is not worth the CPU
@@ -330,7 +330,8 @@ def _native_usage(u: Any) -> Usage | None:
     return Usage(_int(u.get("input")), _int(u.get("output")), NATIVE_USAGE)
 
 
-def _openai_usage(u: Any) -> Usage | None:
+def openai_usage(u: Any) -> Usage | None:
+    """An OpenAI ``usage`` object as Usage (None when absent); counts that are not integers read as None."""
     if not isinstance(u, dict):
         return None
     return Usage(_int(u.get("prompt_tokens")), _int(u.get("completion_tokens")), OPENAI_USAGE)
@@ -379,7 +380,7 @@ def _contribute(acc: _Acc, kind: str, d: dict[Any, Any], path: str) -> None:
                 acc.add(idx, None, None, finish)
             else:
                 raise ShapeError("choice has neither message, delta nor text", path=cpath, summary=_summary(c))
-        acc.usage = _openai_usage(d.get("usage")) or acc.usage
+        acc.usage = openai_usage(d.get("usage")) or acc.usage
     elif kind == "era-a":
         for i, t in enumerate(d["text"]):
             acc.add(i, t)

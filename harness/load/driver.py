@@ -19,11 +19,18 @@ from harness.load.http import SyncHTTP
 from harness.openai import record_event
 from harness.polling import PollPolicy
 from harness.runpod import TIMEOUT_ERRORS
+from harness.shapes import openai_usage
 from harness.sse import SSEComment, SSEParser
 from harness.timing import RequestTiming
 from harness.transport import Redactor
 
 __all__ = ["SyncOpenAI", "SyncRunPod"]
+
+
+def _count_tokens(timing: RequestTiming, usage: Any) -> None:
+    """Token counts only from the server's usage object (as the async client: shapes.openai_usage)."""
+    if (u := openai_usage(usage)) is not None:
+        timing.input_tokens, timing.output_tokens = u.input_tokens, u.output_tokens
 
 
 class SyncRunPod:
@@ -120,8 +127,7 @@ class SyncOpenAI:
         if not isinstance(reply, dict):
             raise ProtocolError("POST /chat/completions: reply is not a JSON object")
         timing.request_id = reply["id"] if isinstance(reply.get("id"), str) else None
-        usage: dict[str, Any] = reply["usage"] if isinstance(reply.get("usage"), dict) else {}
-        timing.input_tokens, timing.output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        _count_tokens(timing, reply.get("usage"))
         return timing
 
     def chat_stream(
@@ -156,7 +162,5 @@ class SyncOpenAI:
             timing.e2e = self._now() - t0
         if not done and not chunks:
             raise StreamTruncated("stream ended without chunks or [DONE]")
-        usage = next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
-        if usage:
-            timing.input_tokens, timing.output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        _count_tokens(timing, next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None))
         return timing
