@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator
@@ -157,6 +159,21 @@ class TransformersEngine:
 
         return StaticCache(config=self.model.config, max_cache_len=self.max_context)
 
+    @functools.cached_property
+    def _forward_params(self) -> frozenset[str]:
+        return frozenset(inspect.signature(self.model.forward).parameters)
+
+    @property
+    def _cache_kw(self) -> str:
+        """transformers 5.2x renamed ``past_key_values`` to ``cache`` (argument and output field)."""
+        return "cache" if "cache" in self._forward_params else "past_key_values"
+
+    def _cache_args(self, cache: Any, positions: Any) -> dict[str, Any]:
+        args = {self._cache_kw: cache}
+        if "cache_position" in self._forward_params:  # gone in 5.2x: positions follow the cache
+            args["cache_position"] = positions
+        return args
+
     def _decode_steps(self, ids: list[int], max_tokens: int) -> Any:
         """Yield token ids one at a time (greedy). Each step may run on another thread, and inference mode
         is per thread, so every step enters it itself (the KV cache is updated in place)."""
@@ -166,22 +183,20 @@ class TransformersEngine:
             cache = self._static_cache(1) if self.static_cache else None
             out = self.model(
                 input_ids=torch.tensor([ids], device=self.device),
-                past_key_values=cache,
                 use_cache=True,
-                cache_position=torch.arange(len(ids), device=self.device),
+                **self._cache_args(cache, torch.arange(len(ids), device=self.device)),
             )
-            cache, token = out.past_key_values, int(out.logits[0, -1].argmax())
+            cache, token = getattr(out, self._cache_kw), int(out.logits[0, -1].argmax())
         n = len(ids)
         for _ in range(max_tokens):
             yield token
             with torch.inference_mode():
                 out = self._forward(
                     input_ids=torch.tensor([[token]], device=self.device),
-                    past_key_values=cache,
                     use_cache=True,
-                    cache_position=torch.tensor([n], device=self.device),
+                    **self._cache_args(cache, torch.tensor([n], device=self.device)),
                 )
-                cache, token = out.past_key_values, int(out.logits[0, -1].argmax())
+                cache, token = getattr(out, self._cache_kw), int(out.logits[0, -1].argmax())
             n += 1
 
     def _warm_up(self) -> None:
