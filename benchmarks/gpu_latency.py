@@ -64,7 +64,7 @@ def prebuild(config: str, cache: str) -> dict[str, Any]:
     """Build and save the random model once, outside the timed cold start; free it again."""
     import torch
 
-    from harness.torchengine import TransformersEngine
+    from harness.emulator.torchengine import TransformersEngine
 
     engine = TransformersEngine(config=config, cache_dir=cache, compile=False)
     report = dict(engine.load_report)
@@ -76,7 +76,7 @@ def prebuild(config: str, cache: str) -> dict[str, Any]:
 
 
 async def streams(url: str, key: str, concurrency: int, max_tokens: int) -> dict[str, Any]:
-    from harness.openai import OpenAIClient
+    from harness.clients.openai import OpenAIClient
 
     async with OpenAIClient(url, key, stall_timeout_s=600) as oa:
 
@@ -113,8 +113,8 @@ def main() -> None:
     for old in out.glob("records-*.jsonl"):
         old.unlink()
     from harness.emulator import Emulator
+    from harness.emulator.torchengine import RANDOM_WEIGHTS_NOTE
     from harness.load.report import build_report
-    from harness.torchengine import RANDOM_WEIGHTS_NOTE
 
     t0 = time.perf_counter()  # workers run in this process, which imports torch once; a container pays it per start
     subprocess.run([sys.executable, "-c", "import torch, transformers"], check=True, timeout=600)

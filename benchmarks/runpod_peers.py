@@ -69,8 +69,10 @@ def summarize(name: str, overheads: list[float], reqs: float, n: int) -> dict[st
 
 
 async def ours(emu: Any, mode: str, n: int) -> dict[str, Any]:
+    from harness import RunPodClient
+
     overheads, r0 = [], requests(emu)
-    async with emu.client() as rp:
+    async with RunPodClient.of(emu) as rp:
         for i in range(n):
             job = await (
                 rp.run({"prompt": f"job {i}"}, timeout=60)
@@ -102,11 +104,11 @@ def theirs(emu: Any, py: Path, mode: str, n: int) -> dict[str, Any]:
 
 
 async def zombie_ours(stuck: float) -> dict[str, Any]:
-    from harness import ZombieWorker
+    from harness import RunPodClient, ZombieWorker
     from harness.emulator import Emulator
 
     with Emulator(cold_start=0.1, faults={"zombie": "ignores_queue"}) as emu:
-        async with emu.client(stuck_after_s=stuck, health_every_s=1.0) as rp:
+        async with RunPodClient.of(emu, stuck_after_s=stuck, health_every_s=1.0) as rp:
             t0 = time.monotonic()
             try:
                 await rp.run({"prompt": "x"}, timeout=60)

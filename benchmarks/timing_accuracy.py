@@ -59,8 +59,8 @@ def ours_load_driver(url: str, concurrency: int, n: int) -> list[peers.Seen]:
 
 
 async def ours(url: str, concurrency: int, n: int) -> list[peers.Seen]:
-    """The async conformance client (harness.openai.OpenAIClient over httpx)."""
-    from harness.openai import OpenAIClient
+    """The async conformance client (harness.clients.openai.OpenAIClient over httpx)."""
+    from harness.clients.openai import OpenAIClient
 
     seen: list[peers.Seen] = []
     sem = asyncio.Semaphore(concurrency)

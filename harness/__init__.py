@@ -1,12 +1,17 @@
 """devai-harness: conformance and load-test harness for serverless LLM endpoints.
 
 Importing this package has no side effects: no network, no environment reads, no locust.
+The public names below are the library's surface; modules live in layers (README "Layout"):
+core (pure decisions) < clients / load.driver (I/O loops) < emulator < conformance, load, preflight < cli, plugin.
 """
 
 from __future__ import annotations
 
-from harness.clock import Clock, FakeClock, SystemClock
-from harness.errors import (
+from harness.clients.openai import OpenAIClient
+from harness.clients.runpod import RunPodClient
+from harness.core import __version__
+from harness.core.clock import Clock, FakeClock, SystemClock
+from harness.core.errors import (
     ColdStartTooSlow,
     ConfigError,
     ConnectError,
@@ -33,20 +38,21 @@ from harness.errors import (
     WorkerError,
     ZombieWorker,
 )
-from harness.findings import Finding, Severity
-from harness.health import Diagnosis, DiagnosisKind, Health, Watchdog
-from harness.jobs import TERMINAL, Job, JobStatus, raise_for_job
-from harness.polling import PollPolicy, RetryPolicy
-from harness.runpod import RunPodClient
-from harness.shapes import SHAPES, Extracted, Usage, extract
-
-__version__ = "0.1.0"
+from harness.core.findings import Finding, Severity
+from harness.core.health import Diagnosis, DiagnosisKind, Health, Watchdog
+from harness.core.jobs import TERMINAL, Job, JobStatus, raise_for_job, worker_error
+from harness.core.polling import PollPolicy, RetryPolicy
+from harness.core.shapes import SHAPES, Extracted, Usage, extract
+from harness.core.streaming import Completion, StreamAccumulator
+from harness.core.timing import RequestTiming
+from harness.core.waiting import JobWait
 
 __all__ = [
     "SHAPES",
     "TERMINAL",
     "Clock",
     "ColdStartTooSlow",
+    "Completion",
     "ConfigError",
     "ConnectError",
     "DiagnosedTimeout",
@@ -63,18 +69,22 @@ __all__ = [
     "JobFailed",
     "JobStatus",
     "JobTimedOut",
+    "JobWait",
     "NoCapacity",
+    "OpenAIClient",
     "PollPolicy",
     "ProtocolError",
     "QueueBacklog",
     "RateLimited",
     "RequestTimeout",
+    "RequestTiming",
     "RetryPolicy",
     "RunPodClient",
     "Severity",
     "ShapeError",
     "SlowExecution",
     "StatusError",
+    "StreamAccumulator",
     "StreamError",
     "StreamErrorEvent",
     "StreamProtocolError",
@@ -89,4 +99,5 @@ __all__ = [
     "__version__",
     "extract",
     "raise_for_job",
+    "worker_error",
 ]

@@ -13,12 +13,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
-from harness.errors import HarnessError, ShapeError, WorkerError
+from harness.clients.runpod import RunPodClient
+from harness.conformance.probe import ERA_CASES, LatencyRow, ProbeRow, latency_probe, probe_case
+from harness.conformance.results import text_table
+from harness.core import __version__
+from harness.core.errors import HarnessError, ShapeError, WorkerError
+from harness.core.shapes import extract
 from harness.load.phases import LATENCY_POLL
-from harness.probe import ERA_CASES, LatencyRow, ProbeRow, latency_probe, probe_case
-from harness.runpod import RunPodClient
-from harness.shapes import extract
 
 __all__ = ["main"]
 
@@ -57,15 +58,6 @@ def _progress(enabled: bool) -> Callable[[str], None]:
             print(f"  .. {message}", file=sys.stderr, flush=True)
 
     return show
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def _ms(v: float | None) -> str:
@@ -111,7 +103,7 @@ async def _check_emulator(
     for i, (label, options, job_input, expected) in enumerate(ERA_CASES, 1):
         show(f"era {i}/{len(ERA_CASES)}: {label}")
         with Emulator(base, cold_start=0.0, worker={**base.worker, **options}) as emu:
-            async with emu.client() as rp:
+            async with RunPodClient.of(emu) as rp:
                 rows.append(await probe_case(rp, label, job_input, expected, timeout=args.timeout))
     pickup = base.idle_pickup_s or 0.3  # seed 000: warm requests wait longer than hot ones; modelled
     show(
@@ -119,7 +111,7 @@ async def _check_emulator(
         f"warm pickup {pickup:g} s (modelled)"
     )
     with Emulator(base, idle_pickup_s=pickup) as emu:
-        async with emu.client(poll=LATENCY_POLL) as rp:
+        async with RunPodClient.of(emu, poll=LATENCY_POLL) as rp:
             latency = await latency_probe(
                 rp, idle_timeout_s=base.idle_timeout_s, timeout=args.timeout, run_dir=run_dir, progress=show
             )
@@ -163,7 +155,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"\nConformance suite: {suite_line}")
     print("\nOutput shapes through RunPodClient.run:")
     print(
-        _table(
+        text_table(
             ["case", "ok", "shape", "delay ms", "exec ms", "detail"],
             [
                 [r.label, "PASS" if r.ok else "FAIL", r.shape, _ms(r.delay_ms), _ms(r.execution_ms), r.detail]
@@ -173,7 +165,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     )
     print("\nLatency (e2e measured by the client; delay/exec as reported by the endpoint; label checked by /health):")
     print(
-        _table(
+        text_table(
             ["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"],
             [
                 [
@@ -268,7 +260,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 def _cmd_worker_check(args: argparse.Namespace) -> int:
     """Exit 0 when the handler is ready (warnings allowed), 1 when a check failed."""
     if args.target == "container":
-        from harness.containers import check_container
+        from harness.preflight.containers import check_container
 
         report = check_container(
             args.image, job_input=args.input, crash_window_s=args.crash_window, port=args.container_port
@@ -280,7 +272,7 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        from harness.workercheck import check_worker
+        from harness.preflight.workercheck import check_worker
 
         report = check_worker(
             args.handler,

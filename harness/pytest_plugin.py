@@ -4,7 +4,8 @@ Options (group "devai-harness"; precedence: default < environment < command line
 
 * ``emulator``: a RunPod emulator on 127.0.0.1 for one test, configured by
   ``@pytest.mark.emulator(cold_start=0.1, faults={...})`` (EmulatorConfig keys; a config path may come first);
-* ``mock_openai``: the loopback OpenAI-compatible mock (harness.mockopenai), ``@pytest.mark.mock_openai(**MockConfig)``;
+* ``mock_openai``: the loopback OpenAI-compatible mock (harness.emulator.mockopenai),
+  ``@pytest.mark.mock_openai(**MockConfig)``;
 * ``openai_target``: a real OpenAI-compatible server from ``--openai-base-url`` / OPENAI_BASE_URL; tests that
   use it are skipped, with the reason, when none is given;
 * ``target`` and ``runpod_client``: the endpoint a scenario talks to (``--target``): ``replay`` (default;
@@ -13,7 +14,10 @@ Options (group "devai-harness"; precedence: default < environment < command line
 * ``harness_results``: rows for the terminal summary table and ``--harness-report PATH`` (.json and .xml).
 
 Scenario modules mark themselves ``@pytest.mark.devai_cassette``; the plugin turns that into pytest-recording's
-``vcr`` marker when replaying or recording (``--record-mode`` is pytest-recording's, default ``none``).
+``vcr`` marker when replaying or recording (``--record-mode`` is pytest-recording's, default ``none``). Every
+cassette recorded in a session with this plugin is scrubbed by the plugin itself (its
+``pytest_recording_configure`` hook; :func:`harness.conformance.replay.configure_vcr`): a project needs no
+conftest of its own for that.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from harness.emulator import Emulator
-    from harness.runpod import RunPodClient
-    from harness.serving import BackgroundServer
-    from harness.suite import Results
+    from harness.clients.runpod import RunPodClient
+    from harness.conformance.results import Results
+    from harness.emulator.serving import BackgroundServer, Emulator
 
 MARKERS = {
     "live": "talks to a real endpoint (RunPod or OpenAI-compatible); skipped without credentials",
@@ -86,8 +89,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent when that plugin is not installed
+def pytest_recording_configure(config: pytest.Config, vcr: object) -> None:
+    """Every cassette: our format and scrubbing, whatever the project's vcr_config says."""
+    from harness.conformance.replay import configure_vcr
+
+    configure_vcr(vcr)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    from harness.suite import Results
+    from harness.conformance.results import Results
 
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
@@ -130,7 +141,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: object, error: object) -> None:
-    from harness.suite import ResultRow
+    from harness.conformance.results import ResultRow
 
     rows = getattr(node, "workeroutput", {}).get("devai_rows", [])
     config: pytest.Config = node.config  # type: ignore[attr-defined]
@@ -163,9 +174,16 @@ def target(request: pytest.FixtureRequest) -> str:
 async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIterator[RunPodClient]:
     """A RunPodClient for the chosen target. Replay hands back the recorded clock, so polling decisions
     (and timeouts, and zombie verdicts) are the recorded ones, in milliseconds."""
-    from harness.clock import Clock, SystemClock
-    from harness.runpod import RunPodClient
-    from harness.suite import REPLAY_BASE_URL, REPLAY_ENDPOINT, REPLAY_KEY, CassetteYAML, RecordingClock, ReplayClock
+    from harness.clients.runpod import RunPodClient
+    from harness.conformance.replay import (
+        REPLAY_BASE_URL,
+        REPLAY_ENDPOINT,
+        REPLAY_KEY,
+        CassetteYAML,
+        RecordingClock,
+        ReplayClock,
+    )
+    from harness.core.clock import Clock, SystemClock
 
     marker = request.node.get_closest_marker("runpod_client")
     kwargs = dict(marker.kwargs) if marker else {}
@@ -184,7 +202,7 @@ async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIte
     elif target == "emulator":
         emu = request.getfixturevalue("emulator")
         clock = RecordingClock() if _recording(request.config) else SystemClock()
-        client = emu.client(clock=clock, **kwargs)
+        client = RunPodClient.of(emu, clock=clock, **kwargs)
         cfg = emu.config
         CassetteYAML.meta = {
             "source": "devai-harness emulator (made by us, not a live endpoint)",
@@ -227,8 +245,8 @@ async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIte
 @pytest.fixture
 def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """A running emulator (uvicorn on a background thread, a free loopback port), stopped after the test."""
+    from harness.core.errors import ConfigError
     from harness.emulator import Emulator
-    from harness.errors import ConfigError
 
     marker = request.node.get_closest_marker("emulator")
     args, kwargs = (marker.args, dict(marker.kwargs)) if marker else ((), {})
@@ -246,8 +264,8 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
 @pytest.fixture
 def mock_openai(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
     """The mock OpenAI-compatible server on a free loopback port; ``.url``; ``.app.state.sent`` logs chunks."""
-    from harness.mockopenai import MockConfig, create_mock_openai
-    from harness.serving import BackgroundServer
+    from harness.emulator.mockopenai import MockConfig, create_mock_openai
+    from harness.emulator.serving import BackgroundServer
 
     marker = request.node.get_closest_marker("mock_openai")
     try:

@@ -11,14 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.findings import Finding
-from harness.openai import OpenAIClient
+from harness.clients.openai import OpenAIClient
+from harness.clients.runpod import RunPodClient
+from harness.conformance.results import ResultRow, Results
+from harness.conformance.tasks import (
+    CHECKS,
+    Answer,
+    CheckSkipped,
+    TaskCase,
+    load_cases,
+    native_input,
+    openai_input,
+    scripted_rules,
+)
+from harness.core.errors import HarnessError
+from harness.core.findings import Finding
+from harness.core.shapes import extract
 from harness.pytest_plugin import OpenAITarget
-from harness.runpod import RunPodClient
-from harness.shapes import extract
-from harness.suite import ResultRow, Results
-from harness.tasks import CHECKS, Answer, CheckSkipped, TaskCase, load_cases, native_input, openai_input, scripted_rules
 
 CASES = load_cases(Path(__file__).parent / "tasks")
 MODEL = "devai-scripted"
@@ -74,7 +83,7 @@ async def test_task_via_openai(case: TaskCase, openai_target: OpenAITarget, harn
     harness_results.rows.append(row)
     async with OpenAIClient(openai_target.base_url, openai_target.api_key) as oa:
         model = openai_target.model or (await oa.models())[0]
-        from harness.tasks import DEFAULT_MAX_TOKENS, messages_for
+        from harness.conformance.tasks import DEFAULT_MAX_TOKENS, messages_for
 
         c = await oa.chat(messages_for(case), model=model, max_tokens=DEFAULT_MAX_TOKENS, extra={"temperature": 0})
     row.latency_ms = (c.timing.e2e or 0) * 1000

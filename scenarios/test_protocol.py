@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import JobFailed, JobStatus, RunPodClient, extract
-from harness.probe import ERA_CASES
+from harness.conformance.probe import ERA_CASES
 
 pytestmark = pytest.mark.devai_cassette
 FAST = {"cold_start": 0.0}

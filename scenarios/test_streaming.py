@@ -12,12 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from harness.errors import HarnessError, StatusError, StreamErrorEvent, StreamStalled
-from harness.findings import Finding
-from harness.openai import Completion, OpenAIClient
-from harness.pytest_plugin import OpenAITarget
-from harness.serving import BackgroundServer
-from harness.streamchecks import (
+from harness.clients.openai import Completion, OpenAIClient
+from harness.conformance.streamchecks import (
     check_error_event_has_code,
     check_first_chunk_within,
     check_keepalive_interval,
@@ -27,6 +23,10 @@ from harness.streamchecks import (
     check_streams_not_mixed,
     check_warmup,
 )
+from harness.core.errors import HarnessError, StatusError, StreamErrorEvent, StreamStalled
+from harness.core.findings import Finding
+from harness.emulator.serving import BackgroundServer
+from harness.pytest_plugin import OpenAITarget
 
 ASK = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 MOCK = pytest.mark.mock_openai(slow_ttft_s=1.0, loading_s=1.0, keepalive_s=0.2, server_timeout_s=0.6, stall_s=1.0)

@@ -98,7 +98,7 @@ async def _dropped(rp: RunPodClient, emu: Emulator) -> None:
     assert (await rp.run({"prompt": "x"}, timeout=30)).status is JobStatus.COMPLETED  # the cut poll was retried
     # The same cut on /run: had the client retried the submit, the second try would have succeeded.
     with Emulator(cold_start=0.0, http_faults=[{"route": "run", "drop": True, "count": 1}]) as cut:
-        async with cut.client(retry=FAST_RETRY) as client:
+        async with RunPodClient.of(cut, retry=FAST_RETRY) as client:
             with pytest.raises(ConnectError):
                 await client.submit({"prompt": "x"})
 
@@ -163,5 +163,5 @@ def test_every_fault_file_is_checked_and_documented() -> None:
 @pytest.mark.parametrize("name", sorted(CHECKS))
 async def test_fault_scenario(name: str) -> None:
     with Emulator(FAULTS / name) as emu:
-        async with emu.client(retry=FAST_RETRY, health_every_s=0.1) as rp:
+        async with RunPodClient.of(emu, retry=FAST_RETRY, health_every_s=0.1) as rp:
             await CHECKS[name](rp, emu)

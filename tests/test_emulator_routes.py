@@ -175,7 +175,7 @@ async def test_policy_ttl_and_execution_timeout(http: httpx.AsyncClient) -> None
 @pytest.mark.emulator(cold_start=0.0, max_workers=2, concurrency=2, worker={"ttft_s": 0.05})
 async def test_no_job_lost_and_health_agrees(emulator: Emulator) -> None:
     n = 120
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         ids = await asyncio.gather(*(rp.submit({"prompt": f"job {i}"}) for i in range(n)))
         jobs = await asyncio.gather(*(rp.wait(i, timeout=60) for i in ids))
         health = await rp.health()
@@ -187,7 +187,7 @@ async def test_no_job_lost_and_health_agrees(emulator: Emulator) -> None:
 
 @pytest.mark.emulator(cold_start=0.0, worker={"ttft_s": 1})
 async def test_the_client_sees_typed_errors_from_the_emulator(emulator: Emulator) -> None:
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         with pytest.raises(StatusError) as info:
             await rp.status("unknown-job")
         assert info.value.status_code == 404

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import JobFailed, JobStatus, WorkerError, ZombieWorker, extract
+from harness.clients.runpod import RunPodClient
 from harness.emulator import Emulator
 from harness.emulator.handlers import handler_kind, load_handler
 
@@ -24,7 +25,7 @@ def spec(name: str, fn: str = "handler") -> str:
 
 @pytest.mark.emulator(cold_start=0.3, idle_timeout_s=0.3, flashboot=False)
 async def test_cold_then_hot_then_cold_again_after_idle_timeout(emulator: Emulator) -> None:
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         cold = await rp.run({"prompt": "a"}, timeout=10)
         hot = await rp.run({"prompt": "b"}, timeout=10)
         await asyncio.sleep(0.6)  # > idle timeout: the worker scales down to zero
@@ -38,7 +39,7 @@ async def test_cold_then_hot_then_cold_again_after_idle_timeout(emulator: Emulat
 
 @pytest.mark.emulator(cold_start=1.0, idle_timeout_s=0.2, flashboot=True, flashboot_start_s=0.1)
 async def test_flashboot_restart_is_shorter_inside_its_window(emulator: Emulator) -> None:
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         cold = await rp.run({"prompt": "a"}, timeout=10)
         await asyncio.sleep(0.4)
         warm = await rp.run({"prompt": "b"}, timeout=10)
@@ -49,14 +50,14 @@ async def test_flashboot_restart_is_shorter_inside_its_window(emulator: Emulator
 @pytest.mark.emulator(cold_start=0.5, min_workers=1)
 async def test_min_workers_are_started_ahead_of_traffic(emulator: Emulator) -> None:
     await asyncio.sleep(0.7)
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         job = await rp.run({"prompt": "a"}, timeout=10)
     assert job.delay_time_ms is not None and job.delay_time_ms < 100
 
 
 @pytest.mark.emulator(cold_start=0.0, max_workers=1, concurrency=1, worker={"ttft_s": 0.1})
 async def test_fifo_dispatch_on_one_worker(emulator: Emulator) -> None:
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         submitted, ids = [], []
         for i in range(4):
             submitted.append(time.monotonic())
@@ -97,7 +98,7 @@ def test_each_load_is_a_fresh_import() -> None:
 )
 async def test_real_handlers_of_every_kind(handler: str, job_input: dict[str, object], output: object) -> None:
     with Emulator(cold_start=0.0, handler=handler) as emu:
-        async with emu.client() as rp:
+        async with RunPodClient.of(emu) as rp:
             job = await rp.run(job_input, timeout=10)
     if isinstance(output, dict) and isinstance(job.output, dict):
         assert output.items() <= job.output.items()
@@ -107,7 +108,7 @@ async def test_real_handlers_of_every_kind(handler: str, job_input: dict[str, ob
 
 async def test_generator_chunks_stream_before_the_job_ends() -> None:
     with Emulator(cold_start=0.0, handler=spec("async_generator_handler.py")) as emu:
-        async with emu.client() as rp:
+        async with RunPodClient.of(emu) as rp:
             job_id = await rp.submit({"n": 4, "gap": 0.05})
             assert [x async for x in rp.stream(job_id, timeout=10)] == [{"i": i} for i in range(4)]
 
@@ -118,7 +119,7 @@ async def test_generator_chunks_stream_before_the_job_ends() -> None:
 )
 async def test_handler_errors_fail_the_job(fn: str, message: str) -> None:
     with Emulator(cold_start=0.0, handler=spec("sync_handler.py", fn)) as emu:
-        async with emu.client() as rp:
+        async with RunPodClient.of(emu) as rp:
             with pytest.raises(JobFailed, match=message) as info:
                 await rp.run({"text": "boom"}, timeout=10)
     if fn == "failing":  # runpod's JSON error string, parsed back
@@ -131,7 +132,7 @@ async def test_yielded_error_semantics(semantics: str, status: str) -> None:
     with Emulator(
         cold_start=0.0, handler=spec("generator_handler.py", "yields_error"), error_semantics=semantics
     ) as emu:
-        async with emu.client() as rp:
+        async with RunPodClient.of(emu) as rp:
             job = await rp.wait(await rp.submit({}), timeout=10)
     assert job.status == status
     with pytest.raises(WorkerError, match="yielded error after one chunk"):
@@ -140,7 +141,7 @@ async def test_yielded_error_semantics(semantics: str, status: str) -> None:
 
 async def test_cancel_really_stops_an_async_handler() -> None:
     with Emulator(cold_start=0.0, handler=spec("async_handler.py")) as emu:
-        async with emu.client() as rp:
+        async with RunPodClient.of(emu) as rp:
             job_id = await rp.submit({"sleep": 30})
             while (await rp.status(job_id)).status is not JobStatus.IN_PROGRESS:
                 await asyncio.sleep(0.01)
@@ -156,7 +157,7 @@ async def test_crash_at_import_is_a_crash_loop_the_client_diagnoses() -> None:
     with Emulator(
         cold_start=0.05, handler=spec("crash_at_import.py"), max_workers=1, faults={"crash_restart_s": 0.1}
     ) as emu:
-        async with emu.client(stuck_after_s=0.6, health_every_s=0.1) as rp:
+        async with RunPodClient.of(emu, stuck_after_s=0.6, health_every_s=0.1) as rp:
             with pytest.raises(ZombieWorker, match="crash loop") as info:
                 await rp.run({}, timeout=30)
         state = emu.state()

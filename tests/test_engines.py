@@ -13,10 +13,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness import JobFailed, extract
+from harness.clients.runpod import RunPodClient
+from harness.core.errors import ConfigError
 from harness.emulator import Emulator
-from harness.engines import GenRequest, ScriptedEngine, pieces
-from harness.errors import ConfigError
-from harness.serving import BackgroundServer
+from harness.emulator.engines import GenRequest, ScriptedEngine, pieces
+from harness.emulator.serving import BackgroundServer
 
 FIXTURES = Path(__file__).parent.parent / "scenarios" / "data" / "scripted_responses.yaml"
 
@@ -47,7 +48,7 @@ def test_bad_fixture_files_are_config_errors(tmp_path: Path) -> None:
 
 @pytest.mark.emulator(cold_start=0.0, worker={"fixtures": str(FIXTURES)})
 async def test_emulator_answers_from_fixtures(emulator: Emulator) -> None:
-    async with emulator.client() as rp:
+    async with RunPodClient.of(emulator) as rp:
         job = await rp.run(
             {"messages": [{"role": "user", "content": "Scrivi una funzione che inverte una stringa"}], "stream": True},
             timeout=10,
@@ -86,7 +87,7 @@ async def test_openai_engine_streams_a_real_server_through_the_runpod_lifecycle(
     with BackgroundServer(fake_openai(["def ", "f():", " pass"])) as upstream:
         worker = {"engine": "openai", "openai_base_url": f"{upstream.url}/v1", "model": "Qwen/Qwen2.5-Coder-7B"}
         with Emulator(cold_start=0.0, worker=worker) as emu:
-            async with emu.client() as rp:
+            async with RunPodClient.of(emu) as rp:
                 native = await rp.run({"messages": [{"role": "user", "content": "x"}], "stream": True}, timeout=10)
                 routed = await rp.run(
                     {

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from harness.health import DiagnosisKind, Health, Watchdog
-from harness.jobs import JobStatus
+from harness.core.health import DiagnosisKind, Health, Watchdog
+from harness.core.jobs import JobStatus
 
 DOCS_NOW = {
     "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConnectError, StatusError, StreamStalled
+from harness.core.errors import ConnectError, StatusError, StreamStalled
+from harness.emulator.mockopenai import MockConfig, create_mock_openai
+from harness.emulator.serving import BackgroundServer
 from harness.load.driver import SyncOpenAI
 from harness.load.records import load_records
 from harness.load.report import build_report
-from harness.mockopenai import MockConfig, create_mock_openai
-from harness.serving import BackgroundServer
 
 LOCUST = [sys.executable, "-m", "locust"]
 ROOT = Path(__file__).parent.parent
@@ -35,12 +35,13 @@ def mock_url() -> Iterator[str]:
 def test_stream_and_chat_agree_on_the_answer_and_ids(mock_url: str) -> None:
     oa = SyncOpenAI(mock_url, KEY)
     try:
-        s = oa.chat_stream(MESSAGES, model="normal", max_tokens=64)
-        c = oa.chat(MESSAGES, model="normal", max_tokens=64)
+        s = oa.chat_stream(MESSAGES, model="normal", max_tokens=64).timing
+        c = oa.chat(MESSAGES, model="normal", max_tokens=64).timing
     finally:
         oa.close()
     assert s.output_tokens == c.output_tokens and s.output_tokens
     assert s.ttft is not None and s.e2e is not None and 0.01 <= s.ttft <= s.e2e
+    assert c.ttft is None and c.tpot is None and c.e2e and c.output_tokens_per_s  # a whole reply has no TTFT
     assert s.request_id and c.request_id and s.request_id != c.request_id
 
 
@@ -79,8 +80,8 @@ def test_a_refused_connection_is_a_connect_error() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("locustfile", ["streaming.py", "chat.py"])
 def test_openai_users_record_ttft_gaps_and_the_servers_id(tmp_path: Path, locustfile: str) -> None:
-    from harness.mockopenai import MockConfig, create_mock_openai
-    from harness.serving import BackgroundServer
+    from harness.emulator.mockopenai import MockConfig, create_mock_openai
+    from harness.emulator.serving import BackgroundServer
 
     with BackgroundServer(create_mock_openai(MockConfig(ttft_s=0.05, itl_s=0.01))) as srv:
         cmd = [
@@ -108,12 +109,13 @@ def test_openai_users_record_ttft_gaps_and_the_servers_id(tmp_path: Path, locust
     assert proc.returncode == 0, proc.stderr[-1500:]
     records = load_records(tmp_path)
     assert len(records) >= 8 and all(r.status == "ok" for r in records)
-    assert all(r.ttft_s is not None and r.ttft_s >= 0.05 for r in records)
     ids = [r.request_id for r in records]  # the server's own id: a slow request can be found in its logs
     assert len(set(ids)) == len(ids) and all(i and i.startswith("chatcmpl-") for i in ids)
-    if locustfile == "chat.py":
-        assert all(r.e2e_s == r.ttft_s and r.output_tokens and not r.gaps_s for r in records)
+    if locustfile == "chat.py":  # a whole reply: e2e and tokens, no TTFT and no gaps (never faked as e2e)
+        assert all(r.ttft_s is None and r.e2e_s and r.e2e_s >= 0.05 and r.output_tokens for r in records)
+        assert not any(r.gaps_s for r in records)
         return
+    assert all(r.ttft_s is not None and r.ttft_s >= 0.05 for r in records)
     assert set(ids) <= streamed
     assert all(len(r.gaps_s) == (r.output_tokens or 0) - 1 for r in records)  # one gap per token after the first
     s = json.loads(build_report(tmp_path)["json"].read_text())["phases"]["stream"]

@@ -13,8 +13,10 @@ import httpx
 import pytest
 import respx
 
-from harness.emulator import Emulator
-from harness.errors import (
+from harness.clients.openai import OpenAIClient
+from harness.clients.runpod import RunPodClient
+from harness.clients.transcript import RecordingTransport, ReplayTransport, Transcript
+from harness.core.errors import (
     ConfigError,
     JobFailed,
     RateLimited,
@@ -24,11 +26,10 @@ from harness.errors import (
     StreamStalled,
     StreamTruncated,
 )
-from harness.mockopenai import MockConfig, create_mock_openai
-from harness.openai import OpenAIClient
-from harness.polling import RetryPolicy
-from harness.serving import BackgroundServer
-from harness.transcript import RecordingTransport, ReplayTransport, Transcript
+from harness.core.polling import RetryPolicy
+from harness.emulator import Emulator
+from harness.emulator.mockopenai import MockConfig, create_mock_openai
+from harness.emulator.serving import BackgroundServer
 
 BASE = "http://127.0.0.1:9/v1"
 KEY = "sk-TESTSECRET-0123456789"
@@ -167,7 +168,7 @@ async def test_keepalives_do_not_stretch_the_ttft_budget() -> None:
     ("response", "error"),
     [
         (httpx.Response(429, headers={"Retry-After": "0"}), RateLimited),
-        (httpx.Response(500, json={"error": {"message": "engine dead", "code": 500}}), StreamErrorEvent),
+        (httpx.Response(500, json={"error": {"message": "engine dead", "code": 500}}), StatusError),
         (httpx.Response(502, text="bad gateway"), StatusError),
     ],
 )
@@ -244,7 +245,7 @@ async def test_mock_faults_seen_through_the_runpod_lifecycle() -> None:
     with BackgroundServer(create_mock_openai(MockConfig())) as upstream:
         worker = {"engine": "openai", "openai_base_url": f"{upstream.url}/v1", "model": "error-coded"}
         with Emulator(cold_start=0.0, worker=worker) as emu:
-            async with emu.client() as rp:
+            async with RunPodClient.of(emu) as rp:
                 with pytest.raises(JobFailed, match="CUDA out of memory"):
                     await rp.run({"messages": ASK, "stream": True}, timeout=10)
 

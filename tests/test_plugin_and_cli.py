@@ -17,11 +17,12 @@ def test_emulator_fixture_configured_by_marker(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(
         """
         import pytest
+        from harness import RunPodClient
 
         @pytest.mark.emulator(cold_start=0.0, max_workers=1, endpoint_id="my-endpoint")
         async def test_runs_a_job(emulator):
             assert emulator.endpoint_id == "my-endpoint"
-            async with emulator.client() as rp:
+            async with RunPodClient.of(emulator) as rp:
                 job = await rp.run({"prompt": "hi"}, timeout=10)
             assert job.status == "COMPLETED"
 

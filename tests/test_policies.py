@@ -6,9 +6,9 @@ import random
 import httpx
 import pytest
 
-from harness.errors import ConfigError, ConnectError, ProtocolError, RequestTimeout, TransportError
-from harness.polling import PollPolicy, RetryPolicy, parse_retry_after
-from harness.transport import Redactor, map_httpx_errors
+from harness.clients.transport import Redactor, map_httpx_errors
+from harness.core.errors import ConfigError, ConnectError, ProtocolError, RequestTimeout, TransportError
+from harness.core.polling import PollPolicy, RetryPolicy, parse_retry_after
 
 
 def test_poll_delays_grow_to_the_cap_and_never_pass_the_deadline() -> None:

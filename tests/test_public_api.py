@@ -7,7 +7,7 @@ import sys
 import types
 
 import harness
-from harness import errors
+from harness.core import errors
 
 
 def test_all_is_exactly_the_public_names() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.errors import ShapeError, WorkerError
-from harness.shapes import NATIVE_USAGE, OPENAI_USAGE, SHAPES, extract
+from harness.core.errors import ShapeError, WorkerError
+from harness.core.shapes import NATIVE_USAGE, OPENAI_USAGE, SHAPES, extract
 
 
 def chunk(

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.errors import ShapeError, WorkerError
-from harness.shapes import extract, looks_like_sse
+from harness.core.errors import ShapeError, WorkerError
+from harness.core.shapes import extract, looks_like_sse
 
 texts = st.text(max_size=60)
 choice_lists = st.lists(texts, min_size=1, max_size=3)
@@ -84,7 +84,7 @@ def test_sse_aligned_and_arbitrary_boundaries(choices: list[str], ascii_json: bo
     pieces = data.draw(split("".join(events), min_parts=2))  # era F: cut anywhere
     got = extract(pieces)
     assert got.choices == tuple(choices)
-    assert got.findings == () or all("\ufffd" in c for c in choices)
+    assert got.findings == () or any(p.startswith("\ufffd") or p.endswith("\ufffd") for p in pieces)
 
 
 @given(texts, st.data())
@@ -94,8 +94,9 @@ def test_era_f_byte_splits_recover_or_flag(text: str, data: st.DataObject) -> No
     cuts = sorted(data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=5)))
     pieces = [raw[a:b].decode(errors="replace") for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     got = extract(pieces)
+    at_edge = any(p.startswith("\ufffd") or p.endswith("\ufffd") for p in pieces[1:] + pieces[:-1])
     if got.text == text:
-        assert "\ufffd" in text or got.findings == ()
+        assert at_edge or got.findings == ()  # U+FFFD the model sent itself is not a corruption
     else:
         assert "\ufffd" in got.text
         assert "text-corrupted" in [f.code for f in got.findings]

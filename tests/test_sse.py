@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.errors import StreamProtocolError
-from harness.sse import SSEComment, SSEEvent, SSEParser, parse_sse
+from harness.core.errors import StreamProtocolError
+from harness.core.sse import SSEComment, SSEEvent, SSEParser, parse_sse
 
 
 def test_fields_comments_multiline_and_done() -> None:

@@ -10,8 +10,8 @@ import pytest
 import vcr
 from vcr.errors import CannotOverwriteExistingCassetteException
 
-from harness.runpod import RunPodClient
-from harness.suite import REPLAY_BASE_URL, REPLAY_ENDPOINT, REPLAY_KEY, CassetteYAML, ReplayClock
+from harness.clients.runpod import RunPodClient
+from harness.conformance.replay import REPLAY_BASE_URL, REPLAY_ENDPOINT, REPLAY_KEY, CassetteYAML, ReplayClock
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).parent.parent

@@ -8,9 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.findings import Finding
-from harness.shapes import Usage
-from harness.tasks import (
+from harness.conformance.tasks import (
     CHECKS,
     Answer,
     CheckSkipped,
@@ -33,6 +31,8 @@ from harness.tasks import (
     native_input,
     openai_input,
 )
+from harness.core.findings import Finding
+from harness.core.shapes import Usage
 
 CASES = {c.test_id: c for c in load_cases("scenarios/tasks")}
 USAGE = Usage(20, 60, "test")

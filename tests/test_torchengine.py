@@ -11,10 +11,11 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from harness import extract
+from harness.clients.openai import OpenAIClient
+from harness.clients.runpod import RunPodClient
 from harness.emulator import Emulator
-from harness.engines import GenRequest
-from harness.openai import OpenAIClient
-from harness.torchengine import CONFIGS, RANDOM_WEIGHTS_NOTE, ByteTokenizer, TransformersEngine
+from harness.emulator.engines import GenRequest
+from harness.emulator.torchengine import CONFIGS, RANDOM_WEIGHTS_NOTE, ByteTokenizer, TransformersEngine
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ async def test_saves_once_loads_from_disk_and_decodes_the_same_with_a_static_cac
 async def test_through_the_emulator_lifecycle_in_every_era(model_cache: str) -> None:
     worker = {"engine": "transformers", "config": "tiny", "cache_dir": model_cache}
     with Emulator(cold_start=0.0, worker=worker) as emu:
-        async with emu.client() as rp:
+        async with RunPodClient.of(emu) as rp:
             job = await rp.run(
                 {"prompt": "def f():", "stream": True, "sampling_params": {"max_tokens": 20}}, timeout=120
             )

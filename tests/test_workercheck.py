@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.containers import check_container, docker_available
-from harness.workercheck import WorkerReport, check_worker
+from harness.preflight.containers import check_container, docker_available
+from harness.preflight.workercheck import WorkerReport, check_worker
 
 HANDLERS = Path(__file__).parent / "handlers"
 

@@ -10,6 +10,6 @@ injects the faults seen in the field (zombie workers, crash at import, 429 storm
 from __future__ import annotations
 
 from harness.emulator.config import ColdStart, EmulatorConfig, HttpFault, WorkerFaults, load_config
-from harness.emulator.server import Emulator
+from harness.emulator.serving import Emulator
 
 __all__ = ["ColdStart", "Emulator", "EmulatorConfig", "HttpFault", "WorkerFaults", "load_config"]

@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from harness.core.jobs import worker_error
 from harness.emulator.config import EmulatorConfig, HttpFault
 from harness.emulator.pool import EJob, Endpoint
-from harness.shapes import worker_error
 
 __all__ = ["create_app"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 __all__ = ["ColdStart", "EmulatorConfig", "HttpFault", "WorkerFaults", "load_config"]
 

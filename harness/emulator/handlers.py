@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 __all__ = ["HandlerFn", "Outcome", "handler_kind", "load_handler", "run_handler"]
 
@@ -49,7 +49,7 @@ def load_handler(
     if crash_message is not None:
         raise RuntimeError(crash_message)
     if spec == "builtin":
-        from harness.worker import make_handler
+        from harness.emulator.worker import make_handler
 
         return make_handler(worker_options or {})
     target, sep, name = spec.rpartition(":")

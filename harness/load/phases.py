@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.polling import PollPolicy
+from harness.core.polling import PollPolicy
 
 __all__ = ["LATENCY_POLL", "PhasePlan", "Step", "confirm"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 __all__ = ["LoadRecord", "RecordWriter", "load_records"]
 
@@ -32,7 +32,8 @@ class LoadRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     status: str = "ok"
-    error: str | None = None  # the cause, e.g. ZombieWorker, StatusError 429, TimeoutError
+    error: str | None = None  # the cause: the error's type, e.g. ZombieWorker, RateLimited, JobFailed
+    error_message: str | None = None  # what it said (the worker's message for JobFailed), bounded
     workers_before: dict[str, int | None] = field(default_factory=dict)
     confirmed: bool | None = None  # the phase label, checked against evidence
     evidence: str = ""

@@ -166,7 +166,7 @@ def build_report(
     run = Path(run_dir)
     records = load_records(run)
     if not records:
-        from harness.errors import ConfigError
+        from harness.core.errors import ConfigError
 
         raise ConfigError(f"{run}: no records-*.jsonl files (run a locustfile with --run-dir {run})")
     summary = summarize(records)

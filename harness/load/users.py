@@ -13,12 +13,12 @@ import gevent
 from locust import LoadTestShape, User, constant, events, task
 from locust.env import Environment
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError, JobError, JobFailed
+from harness.core.polling import PollPolicy
+from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
 from harness.load.phases import LATENCY_POLL, PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter
-from harness.polling import PollPolicy
-from harness.shapes import extract
 
 __all__ = ["ArrivalUser", "CapacityUser", "ChatUser", "LatencyUser", "StepShape", "StreamingUser"]
 
@@ -100,23 +100,30 @@ def _fire(env: Environment, rec: LoadRecord, exc: BaseException | None) -> None:
     )
 
 
+def _failed(rec: LoadRecord, exc: HarnessError) -> HarnessError:
+    """The cause by type, and what it said (a FAILED job: the worker's own message)."""
+    rec.status, rec.error = "error", type(exc).__name__
+    message = exc.worker_error.message if isinstance(exc, JobFailed) and exc.worker_error else str(exc)
+    rec.error_message = message.splitlines()[0][:300] if message else None
+    if isinstance(exc, JobError):
+        job = exc.job
+        rec.delay_ms, rec.execution_ms, rec.worker_id = job.delay_time_ms, job.execution_time_ms, job.worker_id
+    return exc
+
+
 def _job(env: Environment, rp: SyncRunPod, rec: LoadRecord) -> BaseException | None:
     t0 = time.perf_counter()
     try:
         job = rp.run(PROMPT, timeout=_opts(env).job_timeout)
         rec.e2e_s = time.perf_counter() - t0
         rec.delay_ms, rec.execution_ms, rec.worker_id = job.delay_time_ms, job.execution_time_ms, job.worker_id
-        if job.status != "COMPLETED":
-            rec.status, rec.error = "error", f"job {job.status}"
-            return HarnessError(rec.error)
         got = extract(job.output)
         if got.usage is not None:
             rec.input_tokens, rec.output_tokens = got.usage.input_tokens, got.usage.output_tokens
         return None
     except HarnessError as exc:
         rec.e2e_s = time.perf_counter() - t0
-        rec.status, rec.error = "error", type(exc).__name__
-        return exc
+        return _failed(rec, exc)
 
 
 def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -> None:
@@ -255,11 +262,11 @@ class StreamingUser(User):
             messages: list[dict[str, Any]] = PROMPT["messages"]  # type: ignore[assignment]
             model = _opts(self.environment).model
             send = self.oa.chat_stream if self.streaming else self.oa.chat
-            t = send(messages, model=model, max_tokens=64)
+            t = send(messages, model=model, max_tokens=64).timing
             rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
             rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
         except HarnessError as e:
-            rec.status, rec.error, exc = "error", type(e).__name__, e
+            exc = _failed(rec, e)
         writer.write(rec)
         _fire(self.environment, rec, exc)
 

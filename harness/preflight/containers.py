@@ -4,7 +4,7 @@ Field report 002's container started and died 5-6 s later with no logs. This sta
 it through a crash window (it must stay running, and it should log something), then sends one request:
 RunPod's local API mode (``python handler.py --rp_serve_api``: POST /runsync) or, failing that, an
 OpenAI-compatible server (GET /v1/models, POST /v1/chat/completions). The output goes through
-:func:`harness.shapes.extract`.
+:func:`harness.core.shapes.extract`.
 
 Needs a Docker engine. Without one the check is SKIPPED with the reason (this machine has none, so
 that path is what our tests cover). Where Docker exists::
@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
-from harness.errors import ShapeError, WorkerError
-from harness.shapes import extract
-from harness.workercheck import WorkerReport, load_test_input
+from harness.core.errors import ShapeError, WorkerError
+from harness.core.shapes import extract
+from harness.preflight.workercheck import WorkerReport, load_test_input
 
 __all__ = ["check_container", "docker_available"]
 

@@ -1,7 +1,7 @@
 """Streaming conformance checks: field report 003's list, as small functions raising Findings.
 
 Each takes what a client observed (a Completion, or the exception it raised) and thresholds from the
-caller, and raises a :class:`~harness.findings.Finding` when the server falls short. The same checks run
+caller, and raises a :class:`~harness.core.findings.Finding` when the server falls short. The same checks run
 in scenarios/test_streaming.py, from the CLI and in load tests.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from harness.errors import StatusError, StreamErrorEvent, StreamStalled
-from harness.findings import Finding, Severity
-from harness.openai import Completion
+from harness.clients.openai import Completion
+from harness.core.errors import StatusError, StreamErrorEvent, StreamStalled
+from harness.core.findings import Finding, Severity
 
 __all__ = [
     "check_error_event_has_code",

@@ -1,6 +1,6 @@
 """Import a handler module in THIS (fresh, throwaway) process and report what importing it did.
 
-Run as ``python -m harness.importprobe PATH`` by :mod:`harness.workercheck`, never in the caller's
+Run as ``python -m harness.preflight.importprobe PATH`` by :mod:`harness.preflight.workercheck`, never in the caller's
 process: a handler may exit, hang, or start a GPU at import. What it watches (field report 002: a
 container that died 5-6 s after start with no logs, because importing the handler started a model
 load):

@@ -24,9 +24,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from harness.engines import Delta, Engine, GenRequest, make_engine
+from harness.core.errors import ConfigError
+from harness.emulator.engines import Delta, Engine, GenRequest, OpenAIEngine, ScriptedEngine
 
-__all__ = ["make_handler"]
+__all__ = ["make_engine", "make_handler"]
 
 Handler = Callable[[dict[str, Any]], AsyncIterator[Any]]
 _ERAS = ("native", "era-a", "era-b", "era-c")
@@ -68,8 +69,6 @@ class _Batcher:
 def make_handler(options: dict[str, Any]) -> Handler:
     era = options.get("era", "native")
     if era not in _ERAS:
-        from harness.errors import ConfigError
-
         raise ConfigError(f"worker.era must be one of {', '.join(_ERAS)}")
     engine = make_engine(options)
     model = str(options.get("model", "devai-scripted"))
@@ -296,3 +295,38 @@ class _ByteCutter:
             out.append(piece.decode(errors="replace"))
             self.step = self.rng.randint(1, 96)
         return out
+
+
+def make_engine(options: dict[str, Any]) -> Engine:
+    kind = options.get("engine", "scripted")
+    if kind == "scripted":
+        return ScriptedEngine(
+            fixtures=options.get("fixtures"),
+            responses=options.get("responses"),
+            ttft_s=float(options.get("ttft_s", 0.0)),
+            ttft_range_s=options.get("ttft_range_s"),
+            tokens_per_s=float(options.get("tokens_per_s", 0.0)),
+            stall_after_tokens=options.get("stall_after_tokens"),
+            stall_s=float(options.get("stall_s", 0.0)),
+            filler_tokens=int(options.get("filler_tokens", 40)),
+        )
+    if kind == "openai":
+        if not options.get("openai_base_url"):
+            raise ConfigError("engine 'openai' needs worker.openai_base_url")
+        return OpenAIEngine(
+            base_url=options["openai_base_url"],
+            model=options.get("model"),
+            api_key_env=options.get("api_key_env", "OPENAI_API_KEY"),
+        )
+    if kind == "transformers":
+        from harness.emulator.torchengine import TransformersEngine
+
+        return TransformersEngine(
+            model_dir=options.get("model_dir"),
+            config=str(options.get("config", "qwen2.5-coder-7b")),
+            cache_dir=options.get("cache_dir"),
+            device=options.get("device"),
+            compile=options.get("compile"),
+            static_cache=options.get("static_cache"),
+        )
+    raise ConfigError(f"unknown engine {kind!r}: scripted, openai or transformers")

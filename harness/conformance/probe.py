@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.runpod import RunPodClient
-from harness.shapes import extract
+from harness.clients.runpod import RunPodClient
+from harness.core.errors import HarnessError
+from harness.core.shapes import extract
 
 __all__ = ["ERA_CASES", "LatencyRow", "ProbeRow", "latency_probe", "probe_case"]
 

@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from harness.engines import Delta, GenRequest
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.emulator.engines import Delta, GenRequest
 
 __all__ = ["CONFIGS", "RANDOM_WEIGHTS_NOTE", "ByteTokenizer", "TransformersEngine"]
 

@@ -6,26 +6,23 @@ a job's ``output`` (or the whole job dict), recognises the shape, and returns th
 choice, usage with the convention it was counted in, the finish reason and a stable shape name.
 
 Errors a worker hid in its output (a COMPLETED job with ``{"error": ...}`` inside, worker-vllm #65)
-and FAILED jobs raise :class:`~harness.errors.WorkerError`. Anything unknown raises
-:class:`~harness.errors.ShapeError` naming the JSON path where recognition failed. Nothing else
+and FAILED jobs raise :class:`~harness.core.errors.WorkerError`. Anything unknown raises
+:class:`~harness.core.errors.ShapeError` naming the JSON path where recognition failed. Nothing else
 escapes: a fuzz property test holds us to that.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import ShapeError, StreamProtocolError, WorkerError
-from harness.findings import Finding, Severity
-from harness.sse import SSEEvent, SSEParser
+from harness.core.errors import ShapeError, StreamProtocolError
+from harness.core.findings import Finding, Severity
+from harness.core.jobs import worker_error
+from harness.core.sse import SSEEvent, SSEParser
 
-__all__ = ["SHAPES", "Extracted", "ShapeInfo", "Usage", "extract", "looks_like_sse", "openai_usage", "worker_error"]
-
-_MAX_MESSAGE = 2000
-_MAX_LITERAL = 100_000  # ast.literal_eval on longer repr strings is not worth the CPU
+__all__ = ["SHAPES", "Extracted", "ShapeInfo", "Usage", "extract", "looks_like_sse", "openai_usage"]
 _JOB_STATUSES = frozenset({"IN_QUEUE", "IN_PROGRESS", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 _FAILED_STATUSES = frozenset({"FAILED", "CANCELLED", "TIMED_OUT"})
 _CONTENT_KEYS = frozenset({"choices", "text", "tokens", "object", "error", "generated_text"})
@@ -130,68 +127,6 @@ def extract(value: Any) -> Extracted:
     return _extract(value, "$")
 
 
-def worker_error(err: Any, *, default_type: str | None = None) -> WorkerError:
-    """Parse any error a worker can produce: a dict, a JSON string, a Python repr string, text."""
-    if isinstance(err, dict):
-        return _error_from_dict(err, default_type)
-    if isinstance(err, str):
-        text = err.strip()
-        if text[:1] in "{[" and len(text) <= _MAX_LITERAL:
-            parsed: Any = None
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                try:  # runpod >= 1.7.7 fails the job with str(dict): a Python repr, not JSON
-                    parsed = ast.literal_eval(text)
-                except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-                    parsed = None
-            if isinstance(parsed, dict):
-                return _error_from_dict(parsed, default_type, raw=err)
-        return WorkerError(_bounded(text) or "worker error (empty message)", error_type=default_type, raw=err)
-    return WorkerError(_bounded(repr(err)), error_type=default_type, raw=err)
-
-
-def _error_from_dict(d: dict[Any, Any], default_type: str | None, raw: Any = None) -> WorkerError:
-    raw = d if raw is None else raw
-    inner = d.get("error")
-    if isinstance(inner, dict):
-        d = inner
-    elif isinstance(inner, str) and inner and "error_message" not in d:
-        return WorkerError(
-            _bounded(inner), error_type=_str_or(d.get("type"), default_type), code=_code(d.get("code")), raw=raw
-        )
-    message = d.get("error_message", d.get("message", d.get("detail")))
-    error_type = d.get("error_type", d.get("type"))
-    if error_type == "error" and d.get("code") is not None:  # {"type":"error","code":...} events
-        error_type = None
-    text = _bounded(str(message)) if message not in (None, "") else ""
-    etype = _str_or(error_type, default_type)
-    tb = d.get("error_traceback")
-    return WorkerError(
-        text or (f"{etype} (no message)" if etype else "worker error (no message)"),
-        error_type=etype,
-        code=_code(d.get("code")),
-        traceback=tb if isinstance(tb, str) else None,
-        raw=raw,
-    )
-
-
-def _code(v: Any) -> int | str | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, (int, str)):
-        return v
-    return str(v)
-
-
-def _str_or(v: Any, default: str | None) -> str | None:
-    return v if isinstance(v, str) and v else default
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + f"... ({len(text)} chars)"
-
-
 def _summary(value: Any) -> str:
     if isinstance(value, dict):
         keys = ", ".join(repr(k) for k in list(value)[:8])
@@ -236,18 +171,6 @@ class _Acc:
         choices = tuple("".join(self.texts.get(i, ())) for i in range(n))
         reasons = tuple(self.finish.get(i) for i in range(n))
         findings = list(self.findings)
-        for i, text in enumerate(choices):
-            pos = text.find("\ufffd")
-            if pos >= 0:
-                findings.append(
-                    Finding(
-                        "text-corrupted",
-                        "replacement character U+FFFD in the output text",
-                        f"choice {i}, offset {pos}: the worker decoded a multi-byte character split across "
-                        "byte chunks with errors='replace' (worker-vllm era F) or the model emitted it",
-                        Severity.WARNING,
-                    )
-                )
         return Extracted(
             text=choices[0] if choices else "",
             choices=choices,
@@ -487,9 +410,30 @@ def _from_strings(texts: list[str], paths: list[str], *, single: bool) -> Extrac
     return acc.result("plain-text" if single else "text-chunks")
 
 
+_REPLACEMENT = "\ufffd"
+
+
+def _cut_characters(texts: list[str]) -> Finding | None:
+    """Era F decodes each byte piece on its own with errors="replace": a character split across pieces turns
+    into U+FFFD at the piece's edge. U+FFFD inside a piece was sent by the server (a small model emits it
+    itself) and is not flagged."""
+    edges = [i for i, t in enumerate(texts) if t and (t[-1] == _REPLACEMENT or (i > 0 and t[0] == _REPLACEMENT))]
+    if not edges:
+        return None
+    return Finding(
+        "text-corrupted",
+        "replacement character U+FFFD at a byte boundary between output items",
+        f"item {edges[0]}: the worker decoded a multi-byte character split across byte chunks with "
+        "errors='replace' (worker-vllm era F)",
+        Severity.WARNING,
+    )
+
+
 def _from_sse(texts: list[str], paths: list[str]) -> Extracted:
     parser = SSEParser()
     acc = _Acc()
+    if len(texts) > 1 and (cut := _cut_characters(texts)) is not None:
+        acc.findings.append(cut)
     done = False
     kind: str | None = None
     aligned = all(t.endswith(("\n\n", "\r\n\r\n", "\r\r")) for t in texts if t)

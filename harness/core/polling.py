@@ -43,6 +43,15 @@ class RetryPolicy:
     max_retry_after_s: float = 30.0
     jitter: float = 0.25
 
+    def retries(self, attempt: int, *, idempotent: bool, status: int | None = None, limit: int | None = None) -> bool:
+        """Whether attempt number ``attempt`` (1-based) that ended in HTTP ``status`` (None: a connection error
+        or timeout) is worth another try."""
+        if attempt >= (self.max_attempts if limit is None else limit):
+            return False
+        if status is None:
+            return idempotent
+        return status == 429 or (idempotent and status >= 500)
+
     def backoff(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry ``attempt`` (1-based). Retry-After wins when given."""
         if retry_after is not None:

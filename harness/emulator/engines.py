@@ -1,4 +1,6 @@
-"""Engines behind the reference worker: a small interface so a GPU ``transformers`` engine can join.
+"""Engines behind the reference worker: a small interface (``count_tokens``, ``generate``) that the scripted,
+OpenAI-proxy, vLLM and GPU ``transformers`` engines implement; the reference worker picks one
+(``harness.emulator.worker.make_engine``).
 
 * ``scripted`` (offline default): deterministic answers from a YAML fixture file (regex on the prompt
   -> response), else a deterministic filler; a latency model (TTFT, tokens/s, optional stall) so
@@ -23,10 +25,10 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
-from harness.errors import ConfigError, StreamErrorEvent
-from harness.sse import SSEEvent, SSEParser
+from harness.core.errors import ConfigError, StreamErrorEvent
+from harness.core.sse import SSEEvent, SSEParser
 
-__all__ = ["Delta", "Engine", "GenRequest", "OpenAIEngine", "ScriptedEngine", "make_engine", "pieces"]
+__all__ = ["Delta", "Engine", "GenRequest", "OpenAIEngine", "ScriptedEngine", "pieces"]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
 _FILLER = ("the", "code", "returns", "a", "value", "for", "each", "input", "and", "checks", "edge", "cases")
@@ -208,38 +210,3 @@ class OpenAIEngine:
                         part = c.get("delta") if req.chat else c
                         text_piece = (part or {}).get("content" if req.chat else "text") or ""
                         yield Delta(int(c.get("index", 0)), text_piece, c.get("finish_reason"))
-
-
-def make_engine(options: dict[str, Any]) -> Engine:
-    kind = options.get("engine", "scripted")
-    if kind == "scripted":
-        return ScriptedEngine(
-            fixtures=options.get("fixtures"),
-            responses=options.get("responses"),
-            ttft_s=float(options.get("ttft_s", 0.0)),
-            ttft_range_s=options.get("ttft_range_s"),
-            tokens_per_s=float(options.get("tokens_per_s", 0.0)),
-            stall_after_tokens=options.get("stall_after_tokens"),
-            stall_s=float(options.get("stall_s", 0.0)),
-            filler_tokens=int(options.get("filler_tokens", 40)),
-        )
-    if kind == "openai":
-        if not options.get("openai_base_url"):
-            raise ConfigError("engine 'openai' needs worker.openai_base_url")
-        return OpenAIEngine(
-            base_url=options["openai_base_url"],
-            model=options.get("model"),
-            api_key_env=options.get("api_key_env", "OPENAI_API_KEY"),
-        )
-    if kind == "transformers":
-        from harness.torchengine import TransformersEngine
-
-        return TransformersEngine(
-            model_dir=options.get("model_dir"),
-            config=str(options.get("config", "qwen2.5-coder-7b")),
-            cache_dir=options.get("cache_dir"),
-            device=options.get("device"),
-            compile=options.get("compile"),
-            static_cache=options.get("static_cache"),
-        )
-    raise ConfigError(f"unknown engine {kind!r}: scripted, openai or transformers")

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from harness.engines import pieces
+from harness.emulator.engines import pieces
 
 __all__ = ["MODES", "MockConfig", "create_mock_openai"]
 

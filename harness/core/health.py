@@ -10,6 +10,9 @@ and extra keys: a missing count is ``None`` (unknown), never a made-up zero.
   (an idle worker ignoring the queue, a crash loop, "running" workers with nothing in progress,
   or nothing finishing for a whole ``stuck_after_s`` window);
 * at the deadline, the most likely cause: zombie, cold start, no capacity, backlog or slow execution.
+  Some zombie evidence needs no history — "running" workers with nothing in progress, unhealthy workers
+  with none running (field report 001's snapshot) — and counts at any deadline; a verdict from too
+  little history says what it saw instead of inventing a busy worker.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.jobs import JobStatus
+from harness.core.jobs import JobStatus
 
 __all__ = ["Diagnosis", "DiagnosisKind", "Health", "JobCounts", "Watchdog", "WorkerCounts"]
 
@@ -169,10 +172,14 @@ class Watchdog:
             return Diagnosis(DiagnosisKind.SLOW_EXECUTION, "the job was running on a worker when time ran out")
         if not self.snapshots:
             return Diagnosis(DiagnosisKind.UNDETERMINED, "no /health snapshot could be taken")
+        h = self.snapshots[-1]
+        evident = _evident_zombie(h)
+        if evident is not None:
+            return evident
         zombie = self._zombie(t, window=self.stuck_after_s / 2)
         if zombie is not None and self.queued_for(t) >= self.stuck_after_s / 2:
             return zombie
-        w = self.snapshots[-1].workers
+        w = h.workers
         if w.initializing:
             return Diagnosis(DiagnosisKind.COLD_START, f"{w.initializing} worker(s) still initializing")
         if w.total == 0:
@@ -181,9 +188,12 @@ class Watchdog:
         moved = self._movement()
         if moved:
             return Diagnosis(DiagnosisKind.BACKLOG, f"the queue moves ({moved}) but did not reach this job in time")
-        if w.running:
-            return Diagnosis(DiagnosisKind.BACKLOG, f"{w.running} worker(s) busy; too few snapshots to see movement")
-        return Diagnosis(DiagnosisKind.UNDETERMINED, "health does not explain the wait")
+        if w.running and h.jobs.in_progress:
+            return Diagnosis(
+                DiagnosisKind.BACKLOG,
+                f"{w.running} worker(s) running {h.jobs.in_progress} job(s); too little history to see the queue move",
+            )
+        return Diagnosis(DiagnosisKind.UNDETERMINED, f"health does not explain the wait ({h.summary()})")
 
     def _window(self, t: float, window: float) -> tuple[Health, Health] | None:
         """Oldest and newest snapshot at least ``window`` apart, or None."""
@@ -213,14 +223,9 @@ class Watchdog:
             return Diagnosis(
                 DiagnosisKind.ZOMBIE, f"{w.available} worker(s) free while this job waited {queued:.0f} s in the queue"
             )
-        if w.unhealthy and not (w.initializing or w.running):
-            return Diagnosis(
-                DiagnosisKind.ZOMBIE,
-                f"{w.unhealthy} unhealthy worker(s) and none running: a crash loop "
-                "(the handler may die at import: run `devai-harness worker-check`)",
-            )
-        if w.running and h.jobs.in_progress == 0:
-            return Diagnosis(DiagnosisKind.ZOMBIE, f"{w.running} worker(s) 'running' but no job in progress")
+        evident = _evident_zombie(h)
+        if evident is not None:
+            return evident
         span = self._window(t, window)
         if w.running and span is not None:
             a, b = span
@@ -230,6 +235,21 @@ class Watchdog:
                     f"{w.running} worker(s) running but no job finished in {b.taken_at - a.taken_at:.0f} s",
                 )
         return None
+
+
+def _evident_zombie(h: Health) -> Diagnosis | None:
+    """Zombie evidence one snapshot shows, whatever the history: a crash loop, or 'running' with nothing running."""
+    w = h.workers
+    if w.unhealthy and not (w.initializing or w.running):
+        return Diagnosis(
+            DiagnosisKind.ZOMBIE,
+            f"{w.unhealthy} unhealthy worker(s) and none running: a crash loop "
+            "(the handler may die at import: run `devai-harness worker-check`)",
+        )
+    if w.running and h.jobs.in_progress == 0:
+        extra = f", {w.unhealthy} unhealthy" if w.unhealthy else ""
+        return Diagnosis(DiagnosisKind.ZOMBIE, f"{w.running} worker(s) 'running' but no job in progress{extra}")
+    return None
 
 
 def _fell(before: int | None, after: int | None) -> bool:

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from harness.errors import ConfigError
-from harness.findings import Finding, Severity
-from harness.sandbox import SandboxResult, check_javascript, run_javascript, run_pytest
-from harness.shapes import Usage
+from harness.conformance.sandbox import SandboxResult, check_javascript, run_javascript, run_pytest
+from harness.core.errors import ConfigError
+from harness.core.findings import Finding, Severity
+from harness.core.shapes import Usage
 
 __all__ = [
     "CHECKS",

@@ -1,11 +1,11 @@
 """``devai-harness worker-check``: will this handler survive a deploy?
 
-1. Import it in a fresh subprocess with a time limit (:mod:`harness.importprobe`): import time, the
+1. Import it in a fresh subprocess with a time limit (:mod:`harness.preflight.importprobe`): import time, the
    slowest lines, heavy import-time work (frameworks, weights, network, servers, threads, CUDA) named
    by file and line, and the crash or hang itself.
 2. Run it the way the platform does, under the emulator in a second subprocess: the test input first
    (a cold start: delayTime includes the import), then more jobs (warm), each output recognised by
-   :func:`harness.shapes.extract`. A handler that dies at import shows its crash loop and traceback
+   :func:`harness.core.shapes.extract`. A handler that dies at import shows its crash loop and traceback
    instead of a job stuck IN_QUEUE.
 
 Everything runs in subprocesses: a handler may exit, hang or grab a GPU while it is imported.
@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.emulator.server import fetch_state
-from harness.errors import DiagnosedTimeout, HarnessError, JobError, ShapeError, WorkerError, ZombieWorker
-from harness.importprobe import MARKER
-from harness.runpod import RunPodClient
-from harness.shapes import extract
+from harness.clients.runpod import RunPodClient
+from harness.core.errors import DiagnosedTimeout, HarnessError, JobError, ShapeError, WorkerError, ZombieWorker
+from harness.core.shapes import extract
+from harness.emulator.serving import fetch_state
+from harness.preflight.importprobe import MARKER
 
 __all__ = ["CheckResult", "WorkerReport", "check_worker", "load_test_input"]
 
@@ -130,7 +130,7 @@ def load_test_input(handler_path: Path, given: str | None) -> tuple[Any, str]:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        from harness.errors import ConfigError
+        from harness.core.errors import ConfigError
 
         raise ConfigError(f"{source} is not valid JSON: {exc}") from None
     if isinstance(data, dict) and set(data) == {"input"}:
@@ -147,7 +147,7 @@ def _split(spec: str) -> tuple[Path, str]:
 
 def run_import_probe(spec: str, timeout: float) -> tuple[dict[str, Any], list[str], str | None]:
     """(probe result, the handler's own output lines, the line it hung on if it timed out)."""
-    cmd = [sys.executable, "-m", "harness.importprobe", spec]
+    cmd = [sys.executable, "-m", "harness.preflight.importprobe", spec]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(), check=False)
         out, err, hung = proc.stdout, proc.stderr, None

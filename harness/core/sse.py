@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harness.errors import StreamProtocolError
+from harness.core.errors import StreamProtocolError
 
 __all__ = ["DEFAULT_MAX_LINE", "SSEComment", "SSEEvent", "SSEParser", "parse_sse"]
 

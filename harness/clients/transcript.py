@@ -28,8 +28,9 @@ from typing import Any
 import httpx
 import yaml
 
-from harness.errors import ConfigError
-from harness.transport import Redactor
+from harness.core import __version__
+from harness.core.errors import ConfigError
+from harness.core.wire import Redactor
 
 __all__ = ["RecordingTransport", "ReplayTransport", "Transcript"]
 
@@ -90,8 +91,6 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     """Wraps a real transport; every exchange goes into ``transcript`` as its chunks arrive."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None, *, source: str = "", note: str = "") -> None:
-        from harness import __version__
-
         self._inner = inner or httpx.AsyncHTTPTransport()
         self.transcript = Transcript(
             meta={

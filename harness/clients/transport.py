@@ -1,5 +1,5 @@
-"""HTTP plumbing shared by the clients: the one place that maps httpx exceptions to ours,
-bounded retries, and scrubbing of secrets from anything that could be printed."""
+"""HTTP plumbing of the async clients: the one place that maps httpx exceptions to ours, and bounded
+retries. What a status code means is decided in :mod:`harness.core.wire` (shared with the sync driver)."""
 
 from __future__ import annotations
 
@@ -13,34 +13,21 @@ from typing import Any, Self
 
 import httpx
 
-from harness.clock import Clock
-from harness.errors import (
+from harness.core.clock import Clock
+from harness.core.errors import (
     ConfigError,
     ConnectError,
     ProtocolError,
-    RateLimited,
     RequestTimeout,
     StatusError,
     TransportError,
 )
-from harness.polling import RetryPolicy, parse_retry_after
+from harness.core.polling import RetryPolicy, parse_retry_after
+from harness.core.wire import Redactor, status_error, summarize_body
 
-__all__ = ["ClientLifecycle", "HTTPCore", "Redactor", "map_httpx_errors"]
+__all__ = ["ClientLifecycle", "HTTPCore", "map_httpx_errors"]
 
 log = logging.getLogger("harness.http")
-_BODY_SUMMARY = 300
-
-
-class Redactor:
-    """Replaces known secret values with ``***`` in any text about to leave the process."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
 
 
 @contextmanager
@@ -99,6 +86,7 @@ class HTTPCore:
         rng: random.Random | None = None,
     ) -> None:
         self.redact = Redactor(*secrets)
+        self.base_url = base_url.rstrip("/")
         self.retry = retry
         self.clock = clock
         self._rng = rng or random.Random()
@@ -132,45 +120,46 @@ class HTTPCore:
             attempt += 1
             t0 = self.clock.now()
             try:
-                with map_httpx_errors(method, path, self.redact):
+                with map_httpx_errors(method, self.where(path), self.redact):
                     kwargs: dict[str, Any] = {"json": json_body, "params": params}
                     if timeout is not None:
                         kwargs["timeout"] = timeout
                     resp = await self.http.request(method, path, **kwargs)
             except (ConnectError, RequestTimeout) as exc:
-                if not idempotent or attempt >= limit:
+                if not self.retry.retries(attempt, idempotent=idempotent, limit=limit):
                     raise
                 wait = self.retry.backoff(attempt, rng=self._rng)
                 log.debug("%s %s: %s, retry %d in %.2fs", method, path, type(exc).__name__, attempt, wait)
                 await self.clock.sleep(wait)
                 continue
             log.debug("%s %s -> %d in %.3fs", method, path, resp.status_code, self.clock.now() - t0)
-            retryable = resp.status_code == 429 or (idempotent and resp.status_code >= 500)
-            if not retryable or attempt >= limit:
+            if not self.retry.retries(attempt, idempotent=idempotent, status=resp.status_code, limit=limit):
                 return resp
             ra = parse_retry_after(resp.headers.get("retry-after"))
             await self.clock.sleep(self.retry.backoff(attempt, ra, rng=self._rng))
 
-    def summary(self, resp: httpx.Response) -> str:
-        text = self.redact(resp.text[: _BODY_SUMMARY * 4])
-        text = " ".join(text.split())
-        return text if len(text) <= _BODY_SUMMARY else text[:_BODY_SUMMARY] + "..."
+    def where(self, path: str) -> str:
+        """The full URL of a request path, for messages: a base-URL mistake must show."""
+        return self.redact(self.base_url + path if path.startswith("/") else path)
 
-    def status_error(self, method: str, path: str, resp: httpx.Response, hint: str = "") -> StatusError:
-        body = self.summary(resp)
-        msg = f"{method} {path}: HTTP {resp.status_code}" + (f" ({hint})" if hint else "")
-        msg += f": {body}" if body else ""
-        ra = parse_retry_after(resp.headers.get("retry-after"))
-        if resp.status_code == 429:
-            return RateLimited(
-                msg + f" after {self.retry.max_attempts} attempts", retry_after=ra, body=body, method=method, path=path
-            )
-        return StatusError(msg, status_code=resp.status_code, body=body, method=method, path=path, retry_after=ra)
+    def status_error(self, method: str, resp: httpx.Response, hint: str = "") -> StatusError:
+        return status_error(
+            method,
+            str(resp.request.url),
+            resp.status_code,
+            resp.content,
+            retry_after=resp.headers.get("retry-after"),
+            hint=hint,
+            attempts=self.retry.max_attempts,
+            redact=self.redact,
+        )
 
-    def json(self, method: str, path: str, resp: httpx.Response) -> Any:
+    def json(self, method: str, resp: httpx.Response) -> Any:
         try:
             return json.loads(resp.content)
         except ValueError:
+            where = self.redact(str(resp.request.url).split("?", 1)[0])
+            summary = summarize_body(resp.text, self.redact)
             raise ProtocolError(
-                f"{method} {path}: reply is not JSON: {self.summary(resp)!r}", method=method, path=path
+                f"{method} {where}: reply is not JSON: {summary!r}", method=method, path=where
             ) from None

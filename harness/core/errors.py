@@ -1,6 +1,7 @@
 """Harness errors: what went wrong while talking to an endpoint (not conformance verdicts).
 
-Verdicts about an endpoint's behaviour live in :mod:`harness.findings`. The tree::
+Verdicts about an endpoint's behaviour live in :mod:`harness.core.findings`. Every error carries typed fields
+(status code, job id, diagnosis, ...): callers read attributes, never parse messages. The tree::
 
     HarnessError
     ├── ConfigError                 bad or missing configuration (never contains secret values)
@@ -8,10 +9,11 @@ Verdicts about an endpoint's behaviour live in :mod:`harness.findings`. The tree
     │   ├── RequestTimeout          connect/read/write/pool timeout
     │   ├── ConnectError            could not connect (DNS, refused, reset before a reply)
     │   ├── ProtocolError           a reply that is not valid HTTP/JSON/job data
-    │   └── StatusError             an HTTP error status (.status_code, .body summary)
+    │   └── StatusError             an HTTP error status (.status_code, .body summary; .error_type, .error_code,
+    │       │                       .param when the body is an OpenAI error envelope)
     │       └── RateLimited         HTTP 429 (.retry_after seconds, when the server said)
     ├── ShapeError                  an output no known worker shape matches (.path, .summary)
-    ├── WorkerError                 the worker reported an error (.message, .error_type, .code)
+    ├── WorkerError                 the worker reported an error (.message, .error_type, .code, .param)
     ├── JobError                    a job ended other than COMPLETED (.job)
     │   ├── JobFailed               FAILED (.worker_error when the error string could be parsed)
     │   ├── JobCancelled            CANCELLED
@@ -22,6 +24,7 @@ Verdicts about an endpoint's behaviour live in :mod:`harness.findings`. The tree
     │   ├── StreamErrorEvent        the server sent an error event (.code)
     │   └── StreamProtocolError     not parseable as SSE (e.g. an unbounded line)
     └── DiagnosedTimeout            our deadline passed; the job was cancelled and the cause diagnosed
+        │                           (.job_id, .elapsed_s, .last_status, .diagnosis, .health, .cancelled)
         ├── ZombieWorker            workers look alive (idle/ready/running/unhealthy) but the queue is stuck
         ├── ColdStartTooSlow        workers still initializing
         ├── NoCapacity              no workers at all, or only throttled ones
@@ -33,9 +36,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from harness.health import Diagnosis, Health
-    from harness.jobs import Job
+if TYPE_CHECKING:  # type-only back-references: the job and health models sit above the errors
+    from harness.core.health import Diagnosis, Health
+    from harness.core.jobs import Job
 
 __all__ = [
     "ColdStartTooSlow",
@@ -107,11 +110,18 @@ class StatusError(TransportError):
         method: str = "",
         path: str = "",
         retry_after: float | None = None,
+        error_type: str | None = None,
+        error_code: int | str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message, method=method, path=path)
         self.status_code = status_code
         self.body = body
         self.retry_after = retry_after  # seconds, when the server sent Retry-After (429, 503 while loading)
+        # From an OpenAI error envelope {"error": {"type", "code", "param", "message"}}, when the body is one.
+        self.error_type = error_type
+        self.error_code = error_code
+        self.param = param
 
 
 class RateLimited(StatusError):
@@ -125,8 +135,21 @@ class RateLimited(StatusError):
         body: str = "",
         method: str = "",
         path: str = "",
+        error_type: str | None = None,
+        error_code: int | str | None = None,
+        param: str | None = None,
     ) -> None:
-        super().__init__(message, status_code=429, body=body, method=method, path=path, retry_after=retry_after)
+        super().__init__(
+            message,
+            status_code=429,
+            body=body,
+            method=method,
+            path=path,
+            retry_after=retry_after,
+            error_type=error_type,
+            error_code=error_code,
+            param=param,
+        )
 
 
 class ShapeError(HarnessError):
@@ -151,14 +174,20 @@ class WorkerError(HarnessError):
         *,
         error_type: str | None = None,
         code: int | str | None = None,
+        param: str | None = None,
         traceback: str | None = None,
         raw: Any = None,
     ) -> None:
-        parts = [p for p in (error_type, f"code {code}" if code is not None else None) if p]
+        parts = [
+            p
+            for p in (error_type, f"param {param}" if param else None, f"code {code}" if code is not None else None)
+            if p
+        ]
         super().__init__(f"{message} [{', '.join(parts)}]" if parts else message)
         self.message = message
         self.error_type = error_type
         self.code = code
+        self.param = param
         self.traceback = traceback
         self.raw = raw
 
@@ -192,11 +221,12 @@ class StreamError(HarnessError):
 
 
 class StreamStalled(StreamError):
-    """No bytes (or no content before the TTFT deadline) for longer than allowed."""
+    """No bytes (``budget`` "stall") or no content before the TTFT deadline (``budget`` "ttft") in time."""
 
-    def __init__(self, message: str, *, waited_s: float) -> None:
+    def __init__(self, message: str, *, waited_s: float, budget: str = "stall") -> None:
         super().__init__(message)
         self.waited_s = waited_s
+        self.budget = budget
 
 
 class StreamTruncated(StreamError):
@@ -206,9 +236,13 @@ class StreamTruncated(StreamError):
 class StreamErrorEvent(StreamError):
     """The server sent an error event. ``code`` is None when the server gave none (itself a finding)."""
 
-    def __init__(self, message: str, *, code: int | str | None = None, raw: Any = None) -> None:
+    def __init__(
+        self, message: str, *, code: int | str | None = None, error_type: str | None = None, raw: Any = None
+    ) -> None:
         super().__init__(message if code is None else f"{message} [code {code}]")
+        self.message = message
         self.code = code
+        self.error_type = error_type
         self.raw = raw
 
 
@@ -228,6 +262,7 @@ class DiagnosedTimeout(HarnessError):
         diagnosis: Diagnosis,
         health: Health | None,
         cancelled: bool,
+        last_status: str | None = None,
     ) -> None:
         super().__init__(message)
         self.job_id = job_id
@@ -235,6 +270,7 @@ class DiagnosedTimeout(HarnessError):
         self.diagnosis = diagnosis
         self.health = health
         self.cancelled = cancelled
+        self.last_status = last_status
 
 
 class ZombieWorker(DiagnosedTimeout):
