@@ -6,15 +6,15 @@ import asyncio
 import itertools
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from harness import JobFailed, JobStatus, WorkerError, ZombieWorker, extract
+from harness import Job, JobFailed, JobStatus, WorkerError, ZombieWorker, extract
 from harness.clients.runpod import RunPodClient
 from harness.emulator import Emulator
 from harness.emulator.handlers import handler_kind, load_handler
+from tests.virtualtime import in_process, run_virtual
 
 HANDLERS = Path(__file__).parent / "handlers"
 
@@ -23,49 +23,60 @@ def spec(name: str, fn: str = "handler") -> str:
     return f"{HANDLERS / name}:{fn}"
 
 
-@pytest.mark.emulator(cold_start=0.3, idle_timeout_s=0.3, flashboot=False)
-async def test_cold_then_hot_then_cold_again_after_idle_timeout(emulator: Emulator) -> None:
-    async with RunPodClient.of(emulator) as rp:
-        cold = await rp.run({"prompt": "a"}, timeout=10)
-        hot = await rp.run({"prompt": "b"}, timeout=10)
-        await asyncio.sleep(0.6)  # > idle timeout: the worker scales down to zero
-        assert (await rp.health()).workers.total == 0
-        cold_again = await rp.run({"prompt": "c"}, timeout=10)
-    assert cold.delay_time_ms is not None and cold.delay_time_ms >= 300
+def test_cold_then_hot_then_cold_again_after_idle_timeout() -> None:
+    async def main() -> tuple[Job, Job, Job, int]:
+        async with in_process(cold_start=3.0, idle_timeout_s=5.0, flashboot=False) as rp:
+            cold = await rp.run({"prompt": "a"}, timeout=60)
+            hot = await rp.run({"prompt": "b"}, timeout=60)
+            await rp.clock.sleep(6.0)  # > idle timeout: the worker scales down to zero
+            workers = (await rp.health()).workers.total
+            return cold, hot, await rp.run({"prompt": "c"}, timeout=60), workers
+
+    cold, hot, cold_again, workers_after_idle = run_virtual(main())  # RunPod's defaults, in virtual time
+    assert workers_after_idle == 0
+    assert cold.delay_time_ms is not None and cold.delay_time_ms >= 3000
     assert hot.delay_time_ms is not None and hot.delay_time_ms < 100
-    assert cold_again.delay_time_ms is not None and cold_again.delay_time_ms >= 300
+    assert cold_again.delay_time_ms is not None and cold_again.delay_time_ms >= 3000
     assert cold.worker_id == hot.worker_id != cold_again.worker_id
 
 
-@pytest.mark.emulator(cold_start=1.0, idle_timeout_s=0.2, flashboot=True, flashboot_start_s=0.1)
-async def test_flashboot_restart_is_shorter_inside_its_window(emulator: Emulator) -> None:
-    async with RunPodClient.of(emulator) as rp:
-        cold = await rp.run({"prompt": "a"}, timeout=10)
-        await asyncio.sleep(0.4)
-        warm = await rp.run({"prompt": "b"}, timeout=10)
-    assert cold.delay_time_ms is not None and cold.delay_time_ms >= 1000
-    assert warm.delay_time_ms is not None and 100 <= warm.delay_time_ms < 600
+def test_flashboot_restart_is_shorter_inside_its_window() -> None:
+    async def main() -> tuple[Job, Job, Job]:
+        async with in_process(cold_start=10.0, idle_timeout_s=5.0, flashboot_window_s=60, flashboot_start_s=1.0) as rp:
+            cold = await rp.run({"prompt": "a"}, timeout=60)
+            await rp.clock.sleep(10.0)  # scaled to zero, but inside the FlashBoot window
+            warm = await rp.run({"prompt": "b"}, timeout=60)
+            await rp.clock.sleep(120.0)  # past the window: a full cold start again
+            return cold, warm, await rp.run({"prompt": "c"}, timeout=60)
+
+    cold, flash, cold_again = run_virtual(main())
+    assert cold.delay_time_ms is not None and cold.delay_time_ms >= 10_000
+    assert flash.delay_time_ms is not None and 1000 <= flash.delay_time_ms < 2000
+    assert cold_again.delay_time_ms is not None and cold_again.delay_time_ms >= 10_000
 
 
-@pytest.mark.emulator(cold_start=0.5, min_workers=1)
-async def test_min_workers_are_started_ahead_of_traffic(emulator: Emulator) -> None:
-    await asyncio.sleep(0.7)
-    async with RunPodClient.of(emulator) as rp:
-        job = await rp.run({"prompt": "a"}, timeout=10)
-    assert job.delay_time_ms is not None and job.delay_time_ms < 100
+def test_min_workers_are_started_ahead_of_traffic() -> None:
+    async def main() -> Job:
+        async with in_process(cold_start=30.0, min_workers=1) as rp:
+            await rp.clock.sleep(31.0)
+            return await rp.run({"prompt": "a"}, timeout=60)
+
+    assert (run_virtual(main()).delay_time_ms or 0) < 100
 
 
-@pytest.mark.emulator(cold_start=0.0, max_workers=1, concurrency=1, worker={"ttft_s": 0.1})
-async def test_fifo_dispatch_on_one_worker(emulator: Emulator) -> None:
-    async with RunPodClient.of(emulator) as rp:
-        submitted, ids = [], []
-        for i in range(4):
-            submitted.append(time.monotonic())
-            ids.append(await rp.submit({"prompt": str(i)}))
-        jobs = await asyncio.gather(*(rp.wait(i, timeout=10) for i in ids))
-    starts = [t + (j.delay_time_ms or 0) / 1000 for t, j in zip(submitted, jobs, strict=True)]
+def test_fifo_dispatch_on_one_worker() -> None:
+    async def main() -> list[float]:
+        async with in_process(cold_start=0.0, max_workers=1, concurrency=1, worker={"ttft_s": 0.1}) as rp:
+            submitted, ids = [], []
+            for i in range(4):
+                submitted.append(rp.clock.now())
+                ids.append(await rp.submit({"prompt": str(i)}))
+            jobs = await asyncio.gather(*(rp.wait(i, timeout=10) for i in ids))
+        return [t + (j.delay_time_ms or 0) / 1000 for t, j in zip(submitted, jobs, strict=True)]
+
+    starts = run_virtual(main())
     assert starts == sorted(starts)
-    assert all(b - a >= 0.09 for a, b in itertools.pairwise(starts))  # one ~100 ms job at a time
+    assert all(b - a >= 0.099 for a, b in itertools.pairwise(starts))  # one ~100 ms job at a time
 
 
 @pytest.mark.parametrize(

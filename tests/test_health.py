@@ -142,3 +142,34 @@ def test_final_verdicts(snaps: list[Health], status: JobStatus, kind: DiagnosisK
     if not snaps:
         dog.observe_job(100, status)
     assert dog.final_verdict(100).kind is kind
+
+
+def test_field_report_001_snapshot_is_a_zombie_whatever_the_deadline() -> None:
+    """running 1, inProgress 0, unhealthy 1: nothing runs, so it is a zombie even 3 s in (not 'a busy worker')."""
+    fr001 = snap(3, {"idle": 0, "ready": 0, "running": 1, "unhealthy": 1}, completed=118, inQueue=1, inProgress=0)
+    dog = dog_after([fr001], stuck=120)
+    verdict = dog.final_verdict(3)
+    assert verdict.kind is DiagnosisKind.ZOMBIE
+    assert "no job in progress" in verdict.reason and "1 unhealthy" in verdict.reason
+
+
+def test_a_crash_loop_is_a_zombie_whatever_the_deadline() -> None:
+    dog = dog_after([snap(2, {"idle": 0, "running": 0, "unhealthy": 2})], stuck=120)
+    assert dog.final_verdict(2).kind is DiagnosisKind.ZOMBIE
+
+
+@pytest.mark.parametrize(
+    ("workers", "jobs", "kind", "words"),
+    [
+        ({"idle": 0, "running": 1}, {"inProgress": 1}, DiagnosisKind.BACKLOG, "running 1 job(s); too little history"),
+        ({"idle": 0, "running": 1}, {}, DiagnosisKind.UNDETERMINED, "workers idle=0 running=1"),
+    ],
+)
+def test_too_little_history_says_what_it_saw(
+    workers: dict[str, int], jobs: dict[str, int], kind: DiagnosisKind, words: str
+) -> None:
+    health = Health.from_json({"workers": workers, "jobs": jobs}, taken_at=3)
+    dog = dog_after([health], stuck=120)
+    verdict = dog.final_verdict(3)
+    assert verdict.kind is kind and words in verdict.reason
+    assert "busy" not in verdict.reason  # no worker is invented

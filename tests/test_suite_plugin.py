@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import vcr
@@ -99,3 +101,88 @@ async def test_replay_cannot_reach_the_network() -> None:
         async with RunPodClient(REPLAY_ENDPOINT, REPLAY_KEY, base_url=REPLAY_BASE_URL, clock=clock) as rp:
             with pytest.raises(CannotOverwriteExistingCassetteException):
                 await rp.purge_queue()  # never recorded
+
+
+ECHO_SECRET = "rp_BAREPROJECT0123456789SECRET"
+
+
+def _echo_app() -> Any:
+    """Replies with everything it was sent (so the secret is in the response too)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> JSONResponse:
+        body = (await request.body()).decode()
+        return JSONResponse(
+            {"headers": dict(request.headers), "query": str(request.url.query), "body": body},
+            headers={"Set-Cookie": f"session={ECHO_SECRET}"},
+        )
+
+    return Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST"])])
+
+
+def test_a_bare_project_records_scrubbed_cassettes(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No conftest, no vcr_config, pytest-asyncio in its default strict mode: the plugin alone scrubs."""
+    from harness.emulator.serving import BackgroundServer
+
+    monkeypatch.setenv("RUNPOD_API_KEY", ECHO_SECRET)
+    with BackgroundServer(_echo_app()) as srv:
+        pytester.makepyfile(
+            f"""
+            import os
+            import httpx
+            import pytest
+
+            @pytest.mark.asyncio
+            @pytest.mark.vcr
+            async def test_call():
+                key = os.environ["RUNPOD_API_KEY"]
+                async with httpx.AsyncClient() as http:
+                    r = await http.post(
+                        "{srv.url}/other/api?api_key=" + key + "&page=2",
+                        headers={{"Authorization": "Bearer " + key, "X-Api-Key": key, "Cookie": "s=" + key}},
+                        json={{"token": key, "text": "hi " + key}},
+                    )
+                assert r.status_code == 200
+            """
+        )
+        result = pytester.runpytest_subprocess("--record-mode=once", *COMMON)
+    result.assert_outcomes(passed=1)
+    (cassette,) = pytester.path.rglob("*.yaml")
+    text = cassette.read_text()
+    assert ECHO_SECRET not in text
+    for header in ("authorization", "x-api-key", "cookie"):
+        assert f"{header}:" not in text.lower()
+    assert "page=2" in text and "made_by" in text  # the rest is kept, and the cassette says how it was made
+
+
+REWRITE_TEST = """
+import pytest
+
+pytestmark = pytest.mark.devai_cassette
+
+
+@pytest.mark.emulator(cold_start=0.0)
+async def test_job(runpod_client):
+    job = await runpod_client.run({"prompt": "hi"}, timeout=30)
+    assert job.status == "COMPLETED"
+"""
+
+
+def test_rewrite_replaces_cassettes_that_exist(pytester: pytest.Pytester) -> None:
+    """`devai-harness record` (rewrite mode) on a tree that already has cassettes: the new cassette replaces the
+    old one (it used to be appended to, and replay then asked the new job's status of the old job id)."""
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    scenarios = pytester.mkpydir("scenarios")  # this project's own cassette layout, as `record` uses it
+    (scenarios / "conftest.py").write_text((ROOT / "scenarios" / "conftest.py").read_text())
+    (scenarios / "test_rewrite.py").write_text(REWRITE_TEST)
+    cassette = pytester.path / "cassettes" / "test_rewrite" / "test_job.yaml"
+    job_ids = []
+    for _ in range(2):
+        result = pytester.runpytest_subprocess("--target", "emulator", "--record-mode", "rewrite", *COMMON)
+        result.assert_outcomes(passed=1)
+        job_ids.append(set(re.findall(r"/status(?:-sync)?/([0-9a-f-]+-e1)", cassette.read_text())))
+    assert len(job_ids[1]) == 1 and job_ids[1] != job_ids[0], "the old recording was replayed, not replaced"
+    pytester.runpytest_subprocess(*COMMON).assert_outcomes(passed=1)  # replay

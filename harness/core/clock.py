@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "LoopClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -43,3 +43,14 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.advance(seconds)
         await asyncio.sleep(0)  # still yield, so concurrent tasks interleave as they would
+
+
+class LoopClock:
+    """The running event loop's time: with a virtual-time loop (tests), clients and the in-process emulator
+    share one clock that jumps ahead whenever everything waits."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))

@@ -10,10 +10,11 @@ import contextlib
 import hmac
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -224,7 +225,6 @@ class _Guard:
         self.config = config
         self.prefix = f"/v2/{config.endpoint_id}/"
         self.seen: dict[int, int] = {}
-        self.counts: Counter[str] = Counter()  # requests per route, for benchmarks (GET .../_emulator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -241,7 +241,7 @@ class _Guard:
             await _err(401, "Unauthorized")(scope, receive, send)
             return
         route = path[len(self.prefix) :].split("/", 1)[0]
-        self.counts[route] += 1
+        scope["app"].state.request_counts[route] += 1  # requests per route, for benchmarks (GET .../_emulator)
         fault = self._fault(route)
         if fault is None:
             await self.app(scope, receive, send)
@@ -271,12 +271,12 @@ class _Guard:
         return None
 
 
-def create_app(config: EmulatorConfig) -> ASGIApp:
-    """The app; its lifespan owns the Endpoint (started on the server's loop)."""
+def create_app(config: EmulatorConfig, *, clock: Callable[[], float] | None = None) -> Starlette:
+    """The app; its lifespan owns the Endpoint (started on the server's loop). ``clock``: see Endpoint."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ep = Endpoint(config)
+        ep = Endpoint(config, clock=clock)
         app.state.endpoint = ep
         ep.start()
         try:
@@ -300,15 +300,8 @@ def create_app(config: EmulatorConfig) -> ASGIApp:
             Route(f"{base}/_emulator", introspect, methods=["GET"]),
             Route(f"{base}/openai/v1/{{path:path}}", openai_passthrough, methods=["GET", "POST"]),
         ],
+        middleware=[Middleware(_Guard, config=config)],  # auth, endpoint id and injected faults, before routes
         lifespan=lifespan,
     )
-    guarded = _Guard(app, config)
-    app.state.request_counts = guarded.counts
-
-    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await app(scope, receive, send)
-        else:
-            await guarded(scope, receive, send)
-
-    return outer
+    app.state.request_counts = Counter()
+    return app

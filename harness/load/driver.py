@@ -10,11 +10,12 @@ load).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.core.errors import HarnessError, ProtocolError, RequestTimeout, StatusError, TransportError
+from harness.core.errors import ConfigError, HarnessError, ProtocolError, RequestTimeout, StatusError, TransportError
 from harness.core.health import Health
 from harness.core.jobs import Job, raise_for_job
 from harness.core.polling import PollPolicy, RetryPolicy
@@ -44,7 +45,10 @@ class SyncRunPod:
         long_poll: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
+        if not api_key:
+            raise ConfigError("no RunPod API key: set RUNPOD_API_KEY (or the variable --api-key-env names)")
         self.endpoint_id = check_id("endpoint id", endpoint_id)
         self._http = SyncHTTP(
             f"{base_url.rstrip('/')}/{self.endpoint_id}",
@@ -53,6 +57,7 @@ class SyncRunPod:
             redact=Redactor(api_key),
             retry=retry,
             sleep=sleep,
+            rng=rng,
         )
         self.poll = poll or PollPolicy()
         self.stuck_after_s = stuck_after_s

@@ -62,6 +62,7 @@ class SyncHTTP:
         redact: Redactor,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https"):
@@ -73,7 +74,7 @@ class SyncHTTP:
         self._timeout = timeout
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._rng = random.Random()
+        self._rng = rng or random.Random()
         self._client = HTTPClient.from_url(
             url, concurrency=1, connection_timeout=min(timeout, 30.0), network_timeout=timeout
         )
@@ -153,7 +154,8 @@ class SyncHTTP:
             def read(seconds: float) -> bytes:
                 with _mapped(method, where, self._redact), gevent.Timeout(max(seconds, 1e-3), TimeoutError):
                     line: bytes = resp.readline(b"\n")
-                    return line
+                    # At the end readline says b"" even when a last line without its newline is buffered.
+                    return line or bytes(resp.read())
 
             yield read
         finally:

@@ -11,11 +11,11 @@ import csv
 import html
 import io
 import json
-import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.conformance.results import JUnitCase, write_junit
 from harness.load.cost import CostModel, what_if
 from harness.load.metrics import summarize
 from harness.load.records import LoadRecord, load_records
@@ -218,14 +218,11 @@ def build_report(
         writer.writeheader()
         for r in records:
             writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in asdict(r).items()})
-    suite = ET.Element(
-        "testsuite", name="devai-harness load", tests=str(len(checks)), failures=str(sum(not ok for _, ok, _ in checks))
+    write_junit(
+        paths["junit"],
+        "devai-harness load",
+        [JUnitCase("load", name, failure=None if ok else detail) for name, ok, detail in checks],
     )
-    for name, ok, detail in checks:
-        case = ET.SubElement(suite, "testcase", classname="load", name=name)
-        if not ok:
-            ET.SubElement(case, "failure", message=detail[:500])
-    ET.ElementTree(suite).write(paths["junit"], encoding="utf-8", xml_declaration=True)
     paths["html"].write_text(_html(data, _plots(records, capacity)), encoding="utf-8")
     return paths
 

@@ -1,0 +1,111 @@
+"""The house rules, read from the source: every import goes down the layers, no import circle, and the README's
+layout section names exactly the modules the tree has.
+
+core (pure) < clients, load.driver/load.http (I/O loops; neither imports the other) < emulator (core only)
+< conformance, load, preflight < cli, pytest_plugin. Imports under ``if TYPE_CHECKING:`` are type-only and exempt.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PKG = ROOT / "harness"
+SYNC_DRIVER = {"harness.load.driver", "harness.load.http"}
+USERS = {"conformance", "load", "preflight"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def group(module: str) -> str:
+    if module in SYNC_DRIVER:
+        return "driver"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "harness"
+
+
+def imports(path: Path) -> set[str]:
+    """harness modules imported by ``path`` (type-only imports left out)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harness"):
+            base = node.module
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("harness"))
+    return {m for m in found if m in MODULES}
+
+
+ALLOWED = {
+    "core": {"core"},
+    "clients": {"core", "clients"},
+    "driver": {"core", "driver"},
+    "emulator": {"core", "emulator"},
+    **{g: {"core", "clients", "driver", "emulator", *USERS} for g in USERS},
+    "cli": {"core", "clients", "driver", "emulator", *USERS, "cli"},
+    "pytest_plugin": {"core", "clients", "driver", "emulator", *USERS},
+}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "harness"))
+def test_imports_go_down_the_layers(module: str) -> None:
+    mine = group(module)
+    for target in imports(MODULES[module]):
+        if target == "harness" or target.startswith("harness.core"):
+            theirs = "harness" if target == "harness" else "core"
+        else:
+            theirs = group(target)
+        assert theirs in ALLOWED[mine], f"{module} ({mine}) imports {target} ({theirs})"
+
+
+def test_no_import_circle() -> None:
+    graph = {m: imports(p) - {m} for m, p in MODULES.items()}  # lazy (in-function) imports count too
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for d in graph[m]:
+            if state.get(d) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*stack[stack.index(d) :], d]))
+            if d not in state:
+                visit(d, [*stack, d])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_checker_catches_a_bad_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from harness.clients.runpod import RunPodClient\nif TYPE_CHECKING:\n    import harness.cli\n")
+    assert imports(bad) == {"harness.clients.runpod"}  # the type-only import is exempt
+    assert group("harness.clients.runpod") not in ALLOWED["emulator"]
+    assert group("harness.load.driver") not in ALLOWED["clients"] and "clients" not in ALLOWED["driver"]
+
+
+def test_readme_layout_names_every_module() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Layout") :]
+    layout = layout[: layout.index("\n## ", 1)] if "\n## " in layout[1:] else layout
+    for module in set(MODULES) - {"harness"}:
+        leaf = module.rsplit(".", 1)[-1]
+        assert re.search(rf"\b{re.escape(leaf)}\b", layout), f"README's layout section does not name {module}"
