@@ -28,7 +28,8 @@ if hasattr(os, "sched_setaffinity") and int(sys.argv[1]) < os.cpu_count():
     os.sched_setaffinity(0, {int(sys.argv[1])})
 from harness.emulator import Emulator
 emu = Emulator(cold_start=0.0, max_workers=int(sys.argv[2]), concurrency=int(sys.argv[3]), min_workers=1,
-               stream_hold_s=0.0, retention_run_s=600, worker={"filler_tokens": 8, "ttft_s": float(sys.argv[4])})
+               stream_hold_s=0.0, retention_run_s=600, idle_pickup_s=0,
+               worker={"filler_tokens": 8, "ttft_s": float(sys.argv[4]), "tokens_per_s": 0})
 def ready(port):
     print(port, emu.api_key, flush=True)
 emu.serve_forever(on_ready=ready)

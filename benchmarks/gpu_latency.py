@@ -138,6 +138,7 @@ def main() -> None:
         concurrency=8,
         idle_timeout_s=args.idle_timeout,
         flashboot=False,
+        idle_pickup_s=0,  # the real engine's own warm-up, not the emulator's pickup model
         worker=worker,
     ) as emu:
         lenv = {**os.environ, "RUNPOD_API_KEY": emu.api_key}

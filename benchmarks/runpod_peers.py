@@ -163,7 +163,12 @@ def main() -> None:
         print("runpod-python could not be installed in its own venv: its columns are skipped")
     results: dict[str, Any] = {**peers.machine(), "completion": [], "zombie": []}
     results["versions"] = {"runpod": peers.peer_version(py, "runpod") if py else None}
-    with Emulator(cold_start=0.0, min_workers=1, worker={"ttft_range_s": [1, 3], "filler_tokens": 8}) as emu:
+    with Emulator(
+        cold_start=0.0,
+        min_workers=1,
+        idle_pickup_s=0,
+        worker={"ttft_range_s": [1, 3], "filler_tokens": 8, "tokens_per_s": 0},
+    ) as emu:
         for mode in ("run", "runsync"):
             results["completion"].append(asyncio.run(ours(emu, mode, args.jobs)))
             print(json.dumps(results["completion"][-1]), flush=True)

@@ -1,41 +1,62 @@
-"""The ``devai-harness`` command line."""
+"""The ``devai-harness`` command line.
+
+Exit codes: 0 everything checked passed; 1 something failed or was NOT CHECKED; 2 bad input (one line on
+stderr, nothing left behind).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import glob
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.clients.runpod import RunPodClient
-from harness.conformance.probe import ERA_CASES, LatencyRow, ProbeRow, latency_probe, probe_case
+from harness.conformance.check import TARGET_KINDS, find_suite, resolve_target, run_check
 from harness.conformance.results import text_table
 from harness.core import __version__
-from harness.core.errors import HarnessError, ShapeError, WorkerError
-from harness.core.shapes import extract
-from harness.load.phases import LATENCY_POLL
+from harness.core.errors import ConfigError, HarnessError, ShapeError, WorkerError
+from harness.core.shapes import extract, looks_like_sse
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+# --- shapes -------------------------------------------------------------------------------------
+
+
+def _read_text(name: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name} is not UTF-8 text (a binary file?)") from None
 
 
 def _cmd_shapes(args: argparse.Namespace) -> int:
-    """Recognise a saved job or output (a JSON file, or - for stdin) and print what was extracted."""
+    """Recognise a saved reply — a job or its output (JSON), a /stream reply, a /v1/models list, or a raw SSE
+    capture (``curl -N``) — and print what was extracted."""
+    text = _read_text(args.file)
+    value: Any
     try:
-        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        value: Any = json.loads(raw)
+        value = json.loads(text)
     except ValueError as exc:
-        print(f"not JSON: {exc}", file=sys.stderr)
-        return 2
+        if not looks_like_sse(text):
+            raise ConfigError(f"{args.file} is neither JSON nor an SSE stream ({exc})") from None
+        value = [text]  # a raw SSE capture: the body as one piece
+    if isinstance(value, dict) and isinstance(value.get("stream"), list) and "output" not in value:
+        value = value["stream"]  # a saved /stream reply: its items are {"output": ...}
     try:
         got = extract(value)
     except WorkerError as exc:
@@ -48,8 +69,14 @@ def _cmd_shapes(args: argparse.Namespace) -> int:
     print(f"shape: {got.shape}\nchoices: {len(got.choices)}\nfinish_reason: {got.finish_reason}\nusage: {usage}")
     for finding in got.findings:
         print(f"finding: {finding}")
-    print("text:\n" + got.text)
+    if got.models:
+        print("models:\n" + "\n".join(f"  {m}" for m in got.models))
+    else:
+        print("text:\n" + got.text)
     return 0
+
+
+# --- check ---------------------------------------------------------------------------------------
 
 
 def _progress(enabled: bool) -> Callable[[str], None]:
@@ -64,80 +91,21 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
-SUITE_MODULES = ("scenarios/test_devai_tasks.py", "scenarios/test_protocol.py", "scenarios/test_faults.py")
-
-
-def _run_suite(target: str, run_dir: Path, show: Callable[[str], None]) -> tuple[str, bool]:
-    """The conformance suite in a pytest subprocess; (its closing line, passed)."""
-    import subprocess
-
-    if not all(Path(m).is_file() for m in SUITE_MODULES):
-        return "skipped: run from the repository root to include scenarios/", True
-    show(f"suite: {len(SUITE_MODULES)} scenario modules on target {target} (pytest)")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *SUITE_MODULES,
-        "--target",
-        target,
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--harness-report",
-        str(run_dir / "suite"),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    (run_dir / "suite.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-    lines = [line.strip("= ") for line in proc.stdout.splitlines() if line.strip()]
-    return (lines[-1] if lines else "no output"), proc.returncode == 0
-
-
-async def _check_emulator(
-    args: argparse.Namespace, show: Callable[[str], None], run_dir: Path
-) -> tuple[list[ProbeRow], list[LatencyRow]]:
-    from harness.emulator import Emulator, load_config
-
-    base = load_config(args.config)
-    rows = []
-    for i, (label, options, job_input, expected) in enumerate(ERA_CASES, 1):
-        show(f"era {i}/{len(ERA_CASES)}: {label}")
-        with Emulator(base, cold_start=0.0, worker={**base.worker, **options}) as emu:
-            async with RunPodClient.of(emu) as rp:
-                rows.append(await probe_case(rp, label, job_input, expected, timeout=args.timeout))
-    pickup = base.idle_pickup_s or 0.3  # seed 000: warm requests wait longer than hot ones; modelled
-    show(
-        f"latency: cold start {base.cold_start.seconds:g} s, idle timeout {base.idle_timeout_s:g} s, "
-        f"warm pickup {pickup:g} s (modelled)"
-    )
-    with Emulator(base, idle_pickup_s=pickup) as emu:
-        async with RunPodClient.of(emu, poll=LATENCY_POLL) as rp:
-            latency = await latency_probe(
-                rp, idle_timeout_s=base.idle_timeout_s, timeout=args.timeout, run_dir=run_dir, progress=show
-            )
-    return rows, latency
-
-
-async def _check_runpod(
-    args: argparse.Namespace, show: Callable[[str], None], run_dir: Path
-) -> tuple[list[ProbeRow], list[LatencyRow]]:
-    rows = []
-    async with RunPodClient.from_env(poll=LATENCY_POLL) as rp:
-        for label, job_input in (("native chat", ERA_CASES[0][2]), ("openai route chat", ERA_CASES[5][2])):
-            show(f"live: {label}")
-            rows.append(await probe_case(rp, label, job_input, None, timeout=args.timeout))
-        latency = await latency_probe(
-            rp, idle_timeout_s=args.idle_timeout, timeout=args.timeout, run_dir=run_dir, progress=show
-        )
-    return rows, latency
-
-
 def _cmd_check(args: argparse.Namespace) -> int:
-    """The main job: the conformance suite, every output era through the client, then cold, hot and warm
-    latency, with a report (JSON, CSV, JUnit, HTML with plots) in the run directory."""
-    from harness.load.report import build_report
-
-    show = _progress(not args.quiet)
+    """The main job: the conformance suite, output shapes through the real client, and cold/hot/warm latency (or
+    request timing on OpenAI-compatible servers), with a report that always holds every stage."""
+    target = resolve_target(
+        args.target,
+        base_url=args.base_url,
+        endpoint_id=args.endpoint_id,
+        api_key_env=args.api_key_env,
+        model=args.model,
+        config=args.config,
+        idle_timeout_s=args.idle_timeout,
+    )
+    suite = find_suite(args.suite)
+    if args.suite and suite is None:
+        raise ConfigError(f"--suite {args.suite}: no test_devai_tasks.py there")
     run_dir = Path(args.run_dir or f"runs/check-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     stale = list(run_dir.glob("records-*.jsonl"))
@@ -145,66 +113,57 @@ def _cmd_check(args: argparse.Namespace) -> int:
         old.unlink()
     if stale:
         print(f"note: removed {len(stale)} records file(s) of an earlier run in {run_dir}")
-    where = "embedded emulator (127.0.0.1)" if args.target == "emulator" else "RunPod (RUNPOD_ENDPOINT_ID)"
-    print(f"devai-harness check against the {where}; results in {run_dir}")
-    suite_line, suite_ok = ("not run (--no-suite)", True)
-    if not args.no_suite:
-        suite_line, suite_ok = _run_suite(args.suite_target or args.target, run_dir, show)
-    runner = _check_emulator if args.target == "emulator" else _check_runpod
-    rows, latency = asyncio.run(runner(args, show, run_dir))
-    print(f"\nConformance suite: {suite_line}")
-    print("\nOutput shapes through RunPodClient.run:")
-    print(
-        text_table(
-            ["case", "ok", "shape", "delay ms", "exec ms", "detail"],
-            [
-                [r.label, "PASS" if r.ok else "FAIL", r.shape, _ms(r.delay_ms), _ms(r.execution_ms), r.detail]
-                for r in rows
-            ],
-        )
+    print(f"devai-harness check against {target.describe()}; results in {run_dir}")
+    run = run_check(
+        target,
+        run_dir,
+        suite=suite,
+        run_suite=not args.no_suite,
+        suite_target=args.suite_target,
+        timeout=args.timeout,
+        show=_progress(not args.quiet),
     )
-    print("\nLatency (e2e measured by the client; delay/exec as reported by the endpoint; label checked by /health):")
-    print(
-        text_table(
-            ["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"],
-            [
+    for stage in run.stages:
+        print(f"\n{stage.verdict:<11} {stage.name}: {stage.summary}")
+        if stage.name == "shapes" and stage.rows:
+            rows = [
                 [
-                    r.phase,
-                    f"{r.e2e_ms:.0f}",
-                    _ms(r.delay_ms),
-                    _ms(r.execution_ms),
-                    {True: "confirmed", False: "MISLABELLED", None: "-"}[r.confirmed],
+                    r["label"],
+                    "PASS" if r["ok"] else "FAIL",
+                    r["shape"],
+                    _ms(r["delay_ms"]),
+                    _ms(r["execution_ms"]),
+                    r["detail"],
                 ]
-                for r in latency
-            ],
-        )
-    )
-    paths = build_report(run_dir, idle_timeout_s=args.idle_timeout)
-    checks = json.loads(paths["json"].read_text())["checks"]
-    for c in checks:
+                for r in stage.rows
+            ]
+            print(text_table(["case", "ok", "shape", "delay ms", "exec ms", "detail"], rows))
+        elif stage.name == "latency" and stage.rows:
+            label = {True: "confirmed", False: "MISLABELLED", None: "-"}
+            rows = [
+                [r["phase"], f"{r['e2e_ms']:.0f}", _ms(r["delay_ms"]), _ms(r["execution_ms"]), label[r["confirmed"]]]
+                for r in stage.rows
+            ]
+            print(text_table(["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"], rows))
+        if stage.error:
+            print("  " + stage.error.strip().splitlines()[-1])
+    report = json.loads(run.report["json"].read_text())
+    for c in (report.get("requests") or {}).get("checks", []):
         print(f"  {'PASS' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
-    failed = sum(not r.ok for r in rows) + sum(not c["ok"] for c in checks) + (0 if suite_ok else 1)
-    passed = len(rows) - sum(not r.ok for r in rows) + sum(c["ok"] for c in checks) + (1 if suite_ok else 0)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "target": args.target,
-                    "suite": suite_line,
-                    "cases": [asdict(r) for r in rows],
-                    "latency": [asdict(r) for r in latency],
-                    "checks": checks,
-                },
-                indent=2,
-            )
-        )
-    print(f"\nreport: {paths['html']} (also report.json, records.csv, junit.xml)")
-    print(f"\n{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print(f"\nreport: {run.report['html']} (also {', '.join(p.name for k, p in run.report.items() if k != 'html')})")
+    counts = {v: sum(s.verdict == v for s in run.stages) for v in ("PASS", "FAIL", "ERROR", "NOT CHECKED", "N/A")}
+    print(f"\nverdict: {run.verdict} (" + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ")")
+    return 0 if run.ok else 1
+
+
+# --- emulate ------------------------------------------------------------------------------------
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from harness.emulator import Emulator, load_config
+    from harness.emulator.config import describe
 
     overrides: dict[str, Any] = {
         k: v
@@ -218,22 +177,27 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         if v is not None
     }
     base = load_config(args.config)
+    answers = "a deterministic filler"
+    scripted = base.worker.get("engine", "scripted") == "scripted" and not {"responses", "fixtures"} & set(base.worker)
+    if scripted and (overrides.get("handler") or base.handler) == "builtin" and not args.filler:
+        suite = find_suite()
+        if suite is not None:  # a good endpoint by default: `check --target runpod` against it passes
+            from harness.conformance.tasks import load_cases, scripted_rules
+
+            overrides["worker"] = {**base.worker, "responses": scripted_rules(load_cases(suite / "tasks"))}
+            answers = f"the devai task cases' reference answers ({suite / 'tasks'}), else a deterministic filler"
     emu = Emulator(base, host=args.host, port=args.port, **overrides)
     cfg = emu.config
-    emu_url = f"http://{args.host}:{{port}}/v2/{cfg.endpoint_id}"
 
     def announce(port: int) -> None:
-        url = emu_url.format(port=port)
+        base_url = f"http://{args.host}:{port}/v2"
         if args.announce_json:  # for a parent process (worker-check) that started us on a free port
-            base_url = f"http://{args.host}:{port}/v2"
             print(
                 json.dumps({"base_url": base_url, "endpoint_id": cfg.endpoint_id, "api_key": cfg.api_key}), flush=True
             )
             return
-        print(
-            f"RunPod emulator on {url}  (workers {cfg.min_workers}..{cfg.max_workers}, cold start "
-            f"{cfg.cold_start.seconds:g} s, idle timeout {cfg.idle_timeout_s:g} s, handler {cfg.handler})"
-        )
+        url = f"{base_url}/{cfg.endpoint_id}"
+        print(f"RunPod emulator on {url}\n  {describe(cfg)}\n  answers: {answers}")
         # A key made for this run is printed; one from the user's config is not (it might be a real one).
         made = not base.api_key
         key = cfg.api_key if made else "$RUNPOD_API_KEY"
@@ -243,18 +207,22 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             else "API key: the one in your config (not printed)"
         )
         print(
-            f"  export RUNPOD_ENDPOINT_BASE_URL=http://{args.host}:{port}/v2 RUNPOD_ENDPOINT_ID={cfg.endpoint_id}"
+            f"  export RUNPOD_ENDPOINT_BASE_URL={base_url} RUNPOD_ENDPOINT_ID={cfg.endpoint_id}"
             + (f" RUNPOD_API_KEY={cfg.api_key}" if made else "")
         )
         print(
             f'  curl -s -X POST {url}/runsync -H "Authorization: Bearer {key}" '
             """-H 'Content-Type: application/json' -d '{"input": {"prompt": "hello"}}'"""
         )
+        print(f"  OpenAI-compatible route: {url}/openai/v1 (model {cfg.worker.get('model', 'devai-scripted')})")
         print("Ctrl-C stops it.", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         emu.serve_forever(on_ready=announce)
     return 0
+
+
+# --- worker-check, report, record -----------------------------------------------------------------
 
 
 def _cmd_worker_check(args: argparse.Namespace) -> int:
@@ -267,11 +235,9 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
         )
     else:
         if not args.handler:
-            print(
-                "worker-check: give a handler (path/to/handler.py[:name]) or --target container --image IMAGE",
-                file=sys.stderr,
+            raise ConfigError(
+                "worker-check: give a handler (path/to/handler.py[:name]) or --target container --image IMAGE"
             )
-            return 2
         from harness.preflight.workercheck import check_worker
 
         report = check_worker(
@@ -286,30 +252,34 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.load.report import build_report
+def _run_dirs(given: Sequence[str]) -> list[str]:
+    """Run directories; a glob is expanded here too (shells that do not expand it, quoted patterns)."""
+    out: list[str] = []
+    for g in given:
+        matches = sorted(glob.glob(g)) if any(ch in g for ch in "*?[") else [g]
+        if not matches:
+            raise ConfigError(f"{g}: matches no run directory")
+        out.extend(matches)
+    return out
 
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.load.report import build_report, report_lines
+
+    dirs = _run_dirs(args.run_dirs)
     paths = build_report(
-        args.run_dir,
+        dirs,
+        out_dir=args.out,
         price_per_hour=args.price_per_hour,
         idle_timeout_s=args.idle_timeout,
         rate_per_s=args.rate,
         slo_p95_s=args.slo_p95,
     )
     data = json.loads(paths["json"].read_text())
-    for check in data["checks"]:
-        print(f"{'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}")
-    c = data["cost"]
-    print(
-        f"cost: {c['billed_s_per_request']:.2f} billed GPU-s/request, ${c['dollars_per_request']:.5f}/request, "
-        f"${c['dollars_per_month']:,.2f}/month at {c['rate_per_s']:.3f} req/s and ${c['price_per_hour']}/h"
-    )
-    if data.get("max_sustainable"):
-        m = data["max_sustainable"]
-        print(
-            f"capacity: max sustainable step {m['step']} ({m['throughput_per_s']:.1f} req/s, goodput "
-            f"{m['goodput_per_s']:.1f}/s, p95 {m['p95_s']:.2f} s)"
-        )
+    if len(data["sources"]) > 1:
+        print("records from: " + ", ".join(f"{k} ({v})" for k, v in sorted(data["sources"].items())))
+    for line in report_lines(data):
+        print(line)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0 if all(c["ok"] for c in data["checks"]) else 1
 
@@ -324,75 +294,136 @@ def _cmd_record(args: argparse.Namespace) -> int:
     modules = args.modules or list(RECORDED_MODULES)
     missing = [m for m in modules if not Path(m).is_file()]
     if missing:
-        print(f"record: run it from the repository root ({', '.join(missing)} not found)", file=sys.stderr)
-        return 2
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *modules,
-        "--target",
-        args.target,
-        "--record-mode",
-        args.mode,
-        "-p",
-        "no:cacheprovider",
-        "-q",
-    ]
+        raise ConfigError(f"record: run it from the repository root ({', '.join(missing)} not found)")
+    cmd = [sys.executable, "-m", "pytest", *modules, "--target", args.target, "--record-mode", args.mode]
+    cmd += ["-p", "no:cacheprovider", "-q"]
     print("running: " + " ".join(cmd[2:]), flush=True)
     return subprocess.call(cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="devai-harness", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"devai-harness {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("check", help="the main job: conformance and latency probe (default: the embedded emulator)")
-    p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")
+# --- the parser ----------------------------------------------------------------------------------
+
+
+def _number(value: str, *, zero: bool) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not (number >= 0 if zero else number > 0) or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a {'non-negative' if zero else 'positive'} number, got {value}")
+    return number
+
+
+def _positive(value: str) -> float:
+    return _number(value, zero=False)
+
+
+def _non_negative(value: str) -> float:
+    return _number(value, zero=True)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"ports are 0..65535 (0 = any free one), got {port}")
+    return port
+
+
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
+    return n
+
+
+def _add_check(sub: Any) -> None:
+    p = sub.add_parser("check", help="the main job: suite, output shapes, latency; a report (default: the emulator)")
+    p.add_argument("--target", choices=TARGET_KINDS, default="emulator")
+    p.add_argument("--endpoint-id", help="RunPod endpoint id (target runpod; env RUNPOD_ENDPOINT_ID)")
+    p.add_argument(
+        "--base-url",
+        help="runpod: the API base (env RUNPOD_ENDPOINT_BASE_URL, default https://api.runpod.ai/v2); runpod-local: "
+        "the SDK's test server (default http://127.0.0.1:8000); openai: e.g. http://127.0.0.1:8000/v1",
+    )
+    p.add_argument(
+        "--api-key-env",
+        help="the environment variable holding the API key (default RUNPOD_API_KEY, or OPENAI_API_KEY for openai)",
+    )
+    p.add_argument("--model", help="target openai: the model (default: the first the server lists)")
     p.add_argument("--config", help="emulator YAML config (target emulator)")
-    p.add_argument("--timeout", type=float, default=120.0, help="deadline per job, seconds")
-    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--timeout", type=_positive, default=120.0, help="deadline per job/request, seconds")
+    p.add_argument("--json", help="also write the report's JSON to this file")
     p.add_argument("--run-dir", help="where the report goes (default runs/check-TIMESTAMP)")
-    p.add_argument("--idle-timeout", type=float, default=5.0, help="the endpoint's idle timeout (target runpod)")
+    p.add_argument("--idle-timeout", type=_positive, default=5.0, help="the endpoint's idle timeout (target runpod)")
     p.add_argument("--no-suite", action="store_true", help="skip the conformance suite")
+    p.add_argument("--suite", help="the scenarios folder (default ./scenarios, else the one beside the package)")
     p.add_argument(
         "--suite-target",
-        choices=["replay", "emulator", "runpod"],
-        help="run the suite on this target (default: --target)",
+        choices=["replay", *TARGET_KINDS],
+        help="run the suite on this target (default: --target; replay = the recorded cassettes)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_check)
+
+
+def _add_emulate(sub: Any) -> None:
     p = sub.add_parser("emulate", help="serve the RunPod emulator in the foreground")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--config", help="YAML config (see scenarios/faults/)")
     p.add_argument("--handler", help="path/to/handler.py:function (default: the reference worker)")
-    p.add_argument("--cold-start", type=float, help="seconds (default 2)")
-    p.add_argument("--idle-timeout", type=float, help="seconds (default 5)")
-    p.add_argument("--min-workers", type=int)
-    p.add_argument("--max-workers", type=int)
+    p.add_argument("--cold-start", type=_non_negative, help="seconds (default 2)")
+    p.add_argument("--idle-timeout", type=_positive, help="seconds (default 5)")
+    p.add_argument("--min-workers", type=_count)
+    p.add_argument("--max-workers", type=_count)
+    p.add_argument(
+        "--filler", action="store_true", help="answer with filler text (default: the devai task cases' answers)"
+    )
     p.add_argument("--announce-json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_emulate)
+
+
+def _add_worker_check(sub: Any) -> None:
     p = sub.add_parser("worker-check", help="will this RunPod handler survive a deploy? (import, test input, jobs)")
     p.add_argument("handler", nargs="?", help="path/to/handler.py[:function] (default function: handler)")
     p.add_argument("--input", help='test input JSON ({"input": {...}} or the bare input); default test_input.json')
-    p.add_argument("--import-timeout", type=float, default=120.0, help="seconds the import may take (default 120)")
-    p.add_argument("--slow-import", type=float, default=10.0, help="warn when the import takes longer (seconds)")
-    p.add_argument("--jobs", type=int, default=3, help="jobs to run under the emulator (first one cold)")
-    p.add_argument("--job-timeout", type=float, default=120.0)
+    p.add_argument("--import-timeout", type=_positive, default=120.0, help="seconds the import may take")
+    p.add_argument("--slow-import", type=_positive, default=10.0, help="warn when the import takes longer (seconds)")
+    p.add_argument("--jobs", type=_count, default=3, help="jobs to run under the emulator (first one cold)")
+    p.add_argument("--job-timeout", type=_positive, default=120.0)
     p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
     p.add_argument("--target", choices=["local", "container"], default="local")
     p.add_argument("--image", help="worker image for --target container (needs a Docker engine)")
-    p.add_argument("--container-port", type=int, default=8000, help="the image's API port (default 8000)")
-    p.add_argument("--crash-window", type=float, default=15.0, help="seconds the container must stay up")
+    p.add_argument("--container-port", type=_port, default=8000, help="the image's API port (default 8000)")
+    p.add_argument("--crash-window", type=_positive, default=15.0, help="seconds the container must stay up")
     p.set_defaults(func=_cmd_worker_check)
-    p = sub.add_parser("report", help="JSON, CSV, JUnit and an HTML page with plots from a load run's records")
-    p.add_argument("run_dir")
-    p.add_argument("--price-per-hour", type=float, default=2.49, help="GPU price in $/h (default 2.49)")
-    p.add_argument("--idle-timeout", type=float, default=5.0, help="the endpoint's idle timeout, s (default 5)")
-    p.add_argument("--rate", type=float, help="traffic for the cost model, req/s (default: the run's)")
-    p.add_argument("--slo-p95", type=float, default=10.0, help="capacity SLO: p95 end-to-end seconds")
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="JSON, CSV, JUnit and an HTML page with plots from load runs' records")
+    p.add_argument("run_dirs", nargs="+", help="run directories (or globs, or records-*.jsonl files): merged")
+    p.add_argument("--out", help="where the report goes (default: the first run directory)")
+    p.add_argument("--price-per-hour", type=_positive, default=2.49, help="GPU price in $/h (default 2.49)")
+    p.add_argument("--idle-timeout", type=_positive, default=5.0, help="the endpoint's idle timeout, s (default 5)")
+    p.add_argument("--rate", type=_positive, help="traffic for the cost model, req/s (default: the run's)")
+    p.add_argument("--slo-p95", type=_positive, default=10.0, help="capacity SLO: p95 end-to-end seconds")
     p.set_defaults(func=_cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="devai-harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"devai-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_check(sub)
+    _add_emulate(sub)
+    _add_worker_check(sub)
+    _add_report(sub)
     p = sub.add_parser("record", help="re-record the scenario cassettes (default: from the emulator)")
     p.add_argument("modules", nargs="*", help=f"scenario modules (default: {', '.join(RECORDED_MODULES)})")
     p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")
@@ -403,8 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pytest-recording mode (default rewrite: replace each cassette)",
     )
     p.set_defaults(func=_cmd_record)
-    p = sub.add_parser("shapes", help="recognise a saved job/output JSON and print the extracted text")
-    p.add_argument("file", help="JSON file, or - for stdin")
+    p = sub.add_parser("shapes", help="recognise a saved reply (JSON, /stream reply, models, raw SSE) and print it")
+    p.add_argument("file", help="a file, or - for stdin")
     p.set_defaults(func=_cmd_shapes)
     return parser
 
@@ -413,8 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        return _fail(str(exc))
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -10,8 +10,14 @@ Options (group "devai-harness"; precedence: default < environment < command line
   use it are skipped, with the reason, when none is given;
 * ``target`` and ``runpod_client``: the endpoint a scenario talks to (``--target``): ``replay`` (default;
   cassettes, nothing else reachable), ``emulator`` (the embedded emulator; with ``--record-mode`` it records
-  cassettes), ``runpod`` (live: RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID), ``openai`` (OpenAI-compatible only);
+  cassettes), ``runpod`` (live: RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID), ``runpod-local`` (runpod-python's
+  ``--rp_serve_api`` server: --base-url or RUNPOD_LOCAL_URL), ``openai`` (OpenAI-compatible only). Naming a
+  live target (runpod, runpod-local, openai) selects the live tests: ``-m "not live"`` from the project's
+  addopts no longer hides them;
 * ``harness_results``: rows for the terminal summary table and ``--harness-report PATH`` (.json and .xml).
+
+A run in which every selected test was skipped checked nothing: the plugin says NOT CHECKED, with the most common
+reasons, and makes the exit status 1 (``--allow-all-skipped`` turns that off).
 
 Scenario modules mark themselves ``@pytest.mark.devai_cassette``; the plugin turns that into pytest-recording's
 ``vcr`` marker when replaying or recording (``--record-mode`` is pytest-recording's, default ``none``). Every
@@ -23,6 +29,8 @@ conftest of its own for that.
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +53,8 @@ MARKERS = {
     "devai_cassette": "the test replays (or records) a cassette under cassettes/<module>/",
     "runpod_client": "runpod_client(**kwargs): extra RunPodClient arguments for the `runpod_client` fixture",
 }
-TARGETS = ("replay", "emulator", "runpod", "openai")
+TARGETS = ("replay", "emulator", "runpod", "runpod-local", "openai")
+LIVE_TARGETS = frozenset({"runpod", "runpod-local", "openai"})
 RESULTS = pytest.StashKey["Results"]()
 
 
@@ -79,7 +88,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--target",
         choices=TARGETS,
         default=None,
-        help="replay (default: cassettes) | emulator | runpod (live) | openai (env DEVAI_TARGET)",
+        help="replay (default: cassettes) | emulator | runpod | runpod-local | openai (env DEVAI_TARGET)",
+    )
+    group.addoption(
+        "--base-url",
+        default=None,
+        help="the target's base URL: runpod-local (env RUNPOD_LOCAL_URL, default http://127.0.0.1:8000), "
+        "runpod (env RUNPOD_ENDPOINT_BASE_URL), openai (same as --openai-base-url)",
+    )
+    group.addoption(
+        "--allow-all-skipped",
+        action="store_true",
+        help="exit 0 even when every selected test was skipped (default: that is NOT CHECKED, exit 1)",
     )
     group.addoption(
         "--endpoint-id", default=None, help="RunPod endpoint id for --target runpod (env RUNPOD_ENDPOINT_ID)"
@@ -103,6 +123,23 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.stash[RESULTS] = Results()
+    expr = str(config.getoption("markexpr", "") or "")
+    if config.getoption("--target", None) in LIVE_TARGETS and expr == _addopts_markexpr(config):
+        # A live target was named: its live tests are the point, whatever the project's addopts hide.
+        # An -m given on the command line is the user's own and stays.
+        config.option.markexpr = _without_not_live(expr)
+
+
+def _addopts_markexpr(config: pytest.Config) -> str | None:
+    opts = [str(o) for o in config.getini("addopts")]
+    values = [opts[i + 1] for i, o in enumerate(opts[:-1]) if o == "-m"]
+    return values[-1] if values else None
+
+
+def _without_not_live(expr: str) -> str:
+    for pattern in (r"\bnot live and ", r" and not live\b", r"\bnot live\b"):
+        expr = re.sub(pattern, "", expr)
+    return expr.strip()
 
 
 def _target(config: pytest.Config) -> str:
@@ -127,17 +164,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("devai_cassette") and (target == "replay" or _recording(config)):
             item.add_marker(pytest.mark.vcr)
-        if item.get_closest_marker("devai_cassette") and target == "runpod":
+        if item.get_closest_marker("devai_cassette") and target in ("runpod", "runpod-local"):
             item.add_marker(pytest.mark.live)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Under pytest-xdist, a worker hands its rows to the controller, which prints and reports them."""
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under pytest-xdist, a worker hands its rows to the controller, which prints and reports them. On the
+    controller, a run where everything was skipped is NOT CHECKED: exit 1."""
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
         from dataclasses import asdict
 
         output["devai_rows"] = [asdict(r) for r in session.config.stash[RESULTS].rows]
+        return
+    if exitstatus == 0 and _not_checked(session.config) is not None:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _not_checked(config: pytest.Config) -> str | None:
+    """Why nothing was checked (every selected test skipped), or None."""
+    if config.getoption("--allow-all-skipped", False):
+        return None
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", {})
+    ran = sum(len(stats.get(k, [])) for k in ("passed", "failed", "error", "xfailed", "xpassed"))
+    skipped = [r for r in stats.get("skipped", []) if getattr(r, "when", "") in ("setup", "call")]
+    if ran or not skipped:
+        return None
+    reasons = Counter(
+        str(r.longrepr[-1]).removeprefix("Skipped: ") if isinstance(r.longrepr, tuple) else "" for r in skipped
+    )
+    top = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(2))
+    return f"NOT CHECKED: all {len(skipped)} selected test(s) were skipped ({top})"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -150,6 +208,9 @@ def pytest_testnodedown(node: object, error: object) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    why = _not_checked(config) if getattr(config, "workeroutput", None) is None else None
+    if why is not None:
+        terminalreporter.write_sep("=", why, red=True)
     results = config.stash.get(RESULTS, None)
     if results is None or not results.rows:
         return
@@ -215,6 +276,10 @@ async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIte
                 "worker_era": cfg.worker.get("era", "native"),
             },
         }
+    elif target == "runpod-local":
+        clock = SystemClock()
+        url = request.config.getoption("--base-url") or os.environ.get("RUNPOD_LOCAL_URL") or "http://127.0.0.1:8000"
+        client = RunPodClient.local(url, clock=clock, **kwargs)
     else:
         key, endpoint = (
             os.environ.get("RUNPOD_API_KEY"),
@@ -224,19 +289,9 @@ async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIte
             pytest.skip("live RunPod target needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (or --endpoint-id)")
         clock = RecordingClock() if _recording(request.config) else SystemClock()
         CassetteYAML.meta = {"source": "live RunPod endpoint (scrubbed)"}
-        client = RunPodClient.from_env(
-            {
-                "RUNPOD_API_KEY": key,
-                "RUNPOD_ENDPOINT_ID": endpoint,
-                **(
-                    {"RUNPOD_ENDPOINT_BASE_URL": os.environ["RUNPOD_ENDPOINT_BASE_URL"]}
-                    if os.environ.get("RUNPOD_ENDPOINT_BASE_URL")
-                    else {}
-                ),
-            },
-            clock=clock,
-            **kwargs,
-        )
+        if base := request.config.getoption("--base-url") or os.environ.get("RUNPOD_ENDPOINT_BASE_URL"):
+            kwargs["base_url"] = base
+        client = RunPodClient(endpoint, key, clock=clock, **kwargs)
     async with client:
         yield client
     if isinstance(clock, RecordingClock) and clock_path is not None:
@@ -279,9 +334,26 @@ def mock_openai(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
 
 @pytest.fixture
 def openai_target(request: pytest.FixtureRequest) -> OpenAITarget:
-    """A live OpenAI-compatible server; skips (saying why) when none is configured."""
-    base = request.config.getoption("--openai-base-url") or os.environ.get("OPENAI_BASE_URL")
+    """A live OpenAI-compatible server: --openai-base-url / --base-url / OPENAI_BASE_URL, or — on target runpod —
+    the endpoint's own /openai/v1 route. Skips (saying why) when there is none."""
+    config = request.config
+    model = config.getoption("--model") or os.environ.get("OPENAI_MODEL") or ""
+    if _target(config) == "runpod":
+        key, endpoint = (
+            os.environ.get("RUNPOD_API_KEY"),
+            config.getoption("--endpoint-id") or os.environ.get("RUNPOD_ENDPOINT_ID"),
+        )
+        if not key or not endpoint:
+            pytest.skip("live RunPod target needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (or --endpoint-id)")
+        from harness.clients.runpod import DEFAULT_BASE_URL
+
+        base = config.getoption("--base-url") or os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
+        return OpenAITarget(base_url=f"{base.rstrip('/')}/{endpoint}/openai/v1", api_key=key, model=model)
+    base = (
+        config.getoption("--openai-base-url")
+        or (config.getoption("--base-url") if _target(config) == "openai" else None)
+        or os.environ.get("OPENAI_BASE_URL")
+    )
     if not base:
         pytest.skip("no OpenAI-compatible server: pass --openai-base-url or set OPENAI_BASE_URL")
-    model = request.config.getoption("--model") or os.environ.get("OPENAI_MODEL") or ""
     return OpenAITarget(base_url=base.rstrip("/"), api_key=os.environ.get("OPENAI_API_KEY"), model=model)

@@ -13,6 +13,7 @@ import pytest
 
 from harness import JobStatus, JobTimedOut, RunPodClient, StatusError, extract
 from harness.emulator import Emulator
+from tests.virtualtime import in_process, run_virtual
 
 FAST = {"cold_start": 0.0}
 
@@ -150,16 +151,24 @@ async def test_retry_only_failed_or_timed_out(http: httpx.AsyncClient) -> None:
     assert (await http.get("/health")).json()["jobs"]["retried"] == 1
 
 
-@pytest.mark.emulator(cold_start=0.0, retention_run_s=0.6, retention_runsync_s=0.1)
-async def test_retention_windows(http: httpx.AsyncClient) -> None:
-    run_id = (await http.post("/run", json={"input": {"prompt": "x"}})).json()["id"]
-    await wait_status(http, run_id, {"COMPLETED"})
-    sync_id = (await http.post("/runsync", json={"input": {"prompt": "x"}})).json()["id"]
-    await asyncio.sleep(0.17)
-    assert (await http.get(f"/status/{sync_id}")).status_code == 404
-    assert (await http.get(f"/status/{run_id}")).status_code == 200
-    await asyncio.sleep(0.6)
-    assert (await http.get(f"/status/{run_id}")).status_code == 404
+def test_retention_windows() -> None:
+    """RunPod's own windows, in virtual time: a /runsync result is kept 1 min, a /run result 30 min."""
+
+    async def main() -> None:
+        async with in_process(cold_start=0.0) as rp:
+            run_id = await rp.submit({"prompt": "x"})
+            assert (await rp.wait(run_id, timeout=60)).status is JobStatus.COMPLETED
+            sync = await rp.runsync({"prompt": "x"}, timeout=60)
+            await rp.clock.sleep(61)
+            with pytest.raises(StatusError, match="job expired") as gone:
+                await rp.status(sync.id)
+            assert gone.value.status_code == 404
+            assert (await rp.status(run_id)).status is JobStatus.COMPLETED
+            await rp.clock.sleep(30 * 60)
+            with pytest.raises(StatusError, match="404"):
+                await rp.status(run_id)
+
+    run_virtual(main())
 
 
 @pytest.mark.emulator(cold_start=0.0, worker={"ttft_s": 5})

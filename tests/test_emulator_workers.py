@@ -12,8 +12,10 @@ import pytest
 
 from harness import Job, JobFailed, JobStatus, WorkerError, ZombieWorker, extract
 from harness.clients.runpod import RunPodClient
-from harness.emulator import Emulator
+from harness.emulator import Emulator, load_config
+from harness.emulator.engines import INSTANT
 from harness.emulator.handlers import handler_kind, load_handler
+from harness.emulator.pool import Endpoint
 from tests.virtualtime import in_process, run_virtual
 
 HANDLERS = Path(__file__).parent / "handlers"
@@ -57,7 +59,7 @@ def test_flashboot_restart_is_shorter_inside_its_window() -> None:
 
 def test_min_workers_are_started_ahead_of_traffic() -> None:
     async def main() -> Job:
-        async with in_process(cold_start=30.0, min_workers=1) as rp:
+        async with in_process(cold_start=30.0, min_workers=1, idle_pickup_s=0) as rp:
             await rp.clock.sleep(31.0)
             return await rp.run({"prompt": "a"}, timeout=60)
 
@@ -177,3 +179,33 @@ async def test_crash_at_import_is_a_crash_loop_the_client_diagnoses() -> None:
     assert worker["starts"] >= 2  # it keeps restarting
     assert "model load failed at import time" in worker["logs"][-1]
     assert "crash_at_import.py" in worker["logs"][-1]  # the traceback names the file
+
+
+class _NoScans(dict):  # type: ignore[type-arg]
+    def values(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the emulator scanned every job")
+
+    items = keys = __iter__ = values
+
+
+def test_an_idle_emulator_does_no_work_per_retained_job() -> None:
+    """After a capacity run the emulator used ~25x the CPU of a fresh one: every tick scanned every retained job.
+    Now deadlines sit in a heap: ticks touch only what is due, and retention still removes every job on time."""
+
+    async def main() -> tuple[int, int]:
+        endpoint = Endpoint(load_config(None, cold_start=0.0, max_workers=3, concurrency=50, worker=INSTANT))
+        endpoint.start()
+        jobs = [endpoint.submit({"prompt": str(i)}, None, sync=False) for i in range(300)]
+        for job in jobs:
+            await endpoint.wait(job, 60)
+        kept = len(endpoint.jobs)
+        endpoint.jobs = _NoScans(endpoint.jobs)
+        await asyncio.sleep(10)  # 200 idle ticks: nothing is due, nothing may be scanned
+        await asyncio.sleep(30 * 60)  # RunPod keeps /run results 30 min: then they go, through the heap
+        left = dict.__len__(endpoint.jobs)
+        endpoint.jobs = dict(dict.items(endpoint.jobs))
+        await endpoint.stop()
+        return kept, left
+
+    kept, left = run_virtual(main())
+    assert kept == 300 and left == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.emulator import Emulator
+from harness.emulator.engines import INSTANT
 from harness.load.cost import CostModel, what_if
 from harness.load.metrics import percentiles, summarize
 from harness.load.phases import PhasePlan, confirm
@@ -143,7 +144,7 @@ def test_headless_latency_run_against_the_emulator(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
-    with Emulator(cold_start=0.0, max_workers=2, concurrency=4, min_workers=1) as emu:
+    with Emulator(cold_start=0.0, max_workers=2, concurrency=4, min_workers=1, worker=INSTANT) as emu:
         out = _locust(
             emu,
             "capacity.py",
@@ -207,7 +208,7 @@ def test_report_plots_render_in_a_headless_browser(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_open_loop_arrivals_at_each_rate(tmp_path: Path) -> None:
-    with Emulator(cold_start=0.0, max_workers=2, concurrency=8, min_workers=1) as emu:
+    with Emulator(cold_start=0.0, max_workers=2, concurrency=8, min_workers=1, worker=INSTANT) as emu:
         _locust(emu, "arrivals.py", tmp_path, "--steps", "5,20", "--step-seconds", "2", "-t", "30s")
     records = load_records(tmp_path)
     by_rate = {p: [r for r in records if r.phase == p] for p in ("r5", "r20")}
@@ -215,3 +216,18 @@ def test_open_loop_arrivals_at_each_rate(tmp_path: Path) -> None:
     # Poisson arrivals: ~10 and ~40 expected; bounds wide enough for chance, narrow enough to tell the rates apart
     assert 2 <= len(by_rate["r5"]) <= 25 and 20 <= len(by_rate["r20"]) <= 70
     assert len(by_rate["r20"]) > len(by_rate["r5"])
+
+
+def test_pooled_gaps_are_exact_then_a_uniform_sample() -> None:
+    from harness.load.metrics import Sample
+
+    small = Sample(limit=1000)
+    small.extend([1.0, 2.0, 3.0])
+    assert small.count == 3 and list(small.values) == [1.0, 2.0, 3.0] and "sampled" not in small.summary()
+    big = Sample(limit=2000)
+    for start in range(0, 200_000, 64):  # in stream-sized batches, as records arrive
+        big.extend([float(i) for i in range(start, min(start + 64, 200_000))])
+    summary = big.summary()
+    assert summary["count"] == 200_000 and summary["sampled"] == 2000 and len(set(big.values)) == 2000
+    assert 0.45 < summary["p50"] / 200_000 < 0.55  # every position equally likely: the median stays central
+    assert sum(v < 20_000 for v in big.values) > 100  # the early values are not all overwritten

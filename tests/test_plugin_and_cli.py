@@ -74,34 +74,27 @@ def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_check_main_job_on_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "fast.yaml"
-    config.write_text("emulator:\n  cold_start: 0.5\n  idle_timeout_s: 1\n")
+    config.write_text("emulator:\n  cold_start: 0.5\n  idle_timeout_s: 1\n  worker: {tokens_per_s: 400}\n")
     report, run = tmp_path / "check.json", tmp_path / "run"
-    args = [
-        "check",
-        "-q",
-        "--config",
-        str(config),
-        "--json",
-        str(report),
-        "--run-dir",
-        str(run),
-        "--suite-target",
-        "replay",
-        "--idle-timeout",
-        "1",
-    ]
-    assert main(args) == 0
+    args = ["check", "-q", "--config", str(config), "--json", str(report), "--run-dir", str(run)]
+    assert main([*args, "--suite-target", "replay", "--idle-timeout", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Conformance suite: 54 passed" in out
-    assert "19 passed, 0 failed" in out  # 11 era cases + 7 latency checks + the suite
+    assert "PASS        suite: 54 passed" in out
+    assert "verdict: PASS (3 PASS)" in out
     data = json.loads(report.read_text())
-    assert [c["ok"] for c in data["cases"]] == [True] * 11
-    assert [row["phase"] for row in data["latency"]] == ["cold", "hot", "hot", "warm", "warm"]
-    assert all(row["confirmed"] for row in data["latency"])
-    assert data["latency"][0]["delay_ms"] >= 500  # the cold start, as measured by the emulator
-    assert {"report.html", "report.json", "records.csv", "junit.xml", "suite.json", "suite.xml"} <= {
+    shapes, latency = data["stages"][1], data["stages"][2]
+    assert [c["ok"] for c in shapes["rows"]] == [True] * 11
+    assert [row["phase"] for row in latency["rows"]] == ["cold", "hot", "hot", "warm", "warm"]
+    assert all(row["confirmed"] for row in latency["rows"])
+    assert latency["rows"][0]["delay_ms"] >= 500  # the cold start, as measured by the emulator
+    assert data["requests"]["records"] == 5 and all(c["ok"] for c in data["requests"]["checks"])
+    assert {"report.html", "report.json", "records.csv", "junit.xml", "suite.json", "suite-junit.xml"} <= {
         p.name for p in run.iterdir()
     }
+    html = (run / "report.html").read_text()
+    assert "<title>devai-harness check: the embedded RunPod emulator" in html and "Load report" not in html
+    junit = (run / "junit.xml").read_text()
+    assert junit.count("<testcase") >= 3 + 54 + 11  # every stage, every suite test, every shape case
 
 
 def test_check_fails_loudly_when_the_worker_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

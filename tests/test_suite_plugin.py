@@ -27,7 +27,7 @@ def test_options_in_one_group_with_safe_defaults(pytester: pytest.Pytester) -> N
             "*--record-mode=*",
             '*Default to "none"*',
             "devai-harness: endpoint conformance:",
-            "*--target={replay,emulator,runpod,openai}*",
+            "*--target={replay,emulator,runpod,runpod-local,openai}*",
             "*--harness-report=PATH*",
         ]
     )
@@ -52,7 +52,8 @@ def test_live_target_without_credentials_skips_with_the_reason(
     for args in (["-m", "live"], ["--target", "runpod", "-m", "live"]):  # -m live alone means live RunPod
         result = pytester.runpytest_subprocess(*args, "-rs", *COMMON)
         result.assert_outcomes(skipped=1)
-        result.stdout.fnmatch_lines(["*needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID*"])
+        result.stdout.fnmatch_lines(["*NOT CHECKED*", "*needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID*"])
+        assert result.ret == 1  # nothing ran: never a pass
     result = pytester.runpytest_subprocess("--target", "runpod", "-m", "not live", *COMMON)
     result.assert_outcomes(deselected=1)  # on a live target, scenarios are live tests
 

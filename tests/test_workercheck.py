@@ -110,7 +110,7 @@ def test_test_input_json_beside_the_handler_and_json_report(tmp_path: Path, caps
 
 def test_missing_handler_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert not check_worker("no/such/handler.py").ok
-    assert main(["worker-check", str(HANDLERS / "good_handler.py"), "--input", "{not json"]) == 1
+    assert main(["worker-check", str(HANDLERS / "good_handler.py"), "--input", "{not json"]) == 2  # bad input
     assert "not valid JSON" in capsys.readouterr().err
 
 

@@ -11,6 +11,11 @@ client"):
 * polling starts quick and backs off; 429 honours Retry-After on https too; only idempotent calls
   are retried on 5xx/connection errors;
 * the API key never appears in a repr, a log line or an exception message.
+
+``RunPodClient.local(url)`` speaks runpod-python's own local test server (``python handler.py --rp_serve_api``):
+routes at the root, ``POST /status`` and ``POST /stream`` that run the job during the request (once: the server
+forgets the job afterwards), and no /health, /cancel, /status-sync, /retry or /purge-queue — those raise
+:class:`~harness.core.errors.ConfigError` saying so, and a wait there is diagnosed without health.
 """
 
 from __future__ import annotations
@@ -70,18 +75,20 @@ class RunPodClient(ClientLifecycle):
         health_every_s: float = 5.0,
         rng: random.Random | None = None,
         long_poll: bool = True,
+        sdk_local: bool = False,
     ) -> None:
-        if not api_key:
+        if not api_key and not sdk_local:
             raise ConfigError("no RunPod API key: set RUNPOD_API_KEY or pass api_key")
         self.endpoint_id = check_id("endpoint id", endpoint_id)
         self.base_url = base_url.rstrip("/")
+        self.sdk_local = sdk_local
         self.poll = poll or PollPolicy()
         self.clock: Clock = clock or SystemClock()
         self.stuck_after_s = stuck_after_s
         self.health_every_s = health_every_s
-        self._long_poll: bool | None = None if long_poll else False  # None: not known yet
+        self._long_poll: bool | None = None if long_poll and not sdk_local else False  # None: not known yet
         self._core = HTTPCore(
-            f"{self.base_url}/{self.endpoint_id}",
+            self.base_url if sdk_local else f"{self.base_url}/{self.endpoint_id}",
             headers=auth_headers(api_key),
             secrets=(api_key,),
             transport=transport,
@@ -97,6 +104,13 @@ class RunPodClient(ClientLifecycle):
         return cls(endpoint.endpoint_id, endpoint.api_key, base_url=endpoint.base_url, **kwargs)
 
     @classmethod
+    def local(cls, base_url: str = "http://127.0.0.1:8000", **kwargs: Any) -> RunPodClient:
+        """runpod-python's local test server. Its POST /status runs the whole job inside the request, so the
+        request timeout defaults to 600 s."""
+        kwargs.setdefault("request_timeout", 600.0)
+        return cls("local", kwargs.pop("api_key", None), base_url=base_url, sdk_local=True, **kwargs)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> RunPodClient:
         """RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID and (optional) RUNPOD_ENDPOINT_BASE_URL."""
         env = os.environ if env is None else env
@@ -108,7 +122,13 @@ class RunPodClient(ClientLifecycle):
         return cls(endpoint, env.get("RUNPOD_API_KEY"), **kwargs)
 
     def __repr__(self) -> str:
+        if self.sdk_local:
+            return f"RunPodClient.local({self.base_url!r})"
         return f"RunPodClient(endpoint_id={self.endpoint_id!r}, base_url={self.base_url!r}, api_key=<redacted>)"
+
+    def _platform_only(self, route: str) -> None:
+        if self.sdk_local:
+            raise ConfigError(f"runpod-python's local test server has no {route}")
 
     __str__ = __repr__
 
@@ -150,20 +170,24 @@ class RunPodClient(ClientLifecycle):
         return Job.from_json(data).id
 
     async def status(self, job_id: str) -> Job:
-        data = await self._call("GET", f"/status/{check_id('job id', job_id)}", idempotent=True)
+        method = "POST" if self.sdk_local else "GET"  # the SDK's local server: POST only
+        data = await self._call(method, f"/status/{check_id('job id', job_id)}", idempotent=True)
         return Job.from_json(data, fallback_id=job_id)
 
     async def cancel(self, job_id: str) -> Job:
+        self._platform_only("/cancel")
         data = await self._call("POST", f"/cancel/{check_id('job id', job_id)}", idempotent=True)
         return Job.from_json(data, fallback_id=job_id)
 
     async def retry(self, job_id: str) -> Job:
         """Re-queue a FAILED or TIMED_OUT job (the platform refuses others)."""
+        self._platform_only("/retry")
         data = await self._call("POST", f"/retry/{check_id('job id', job_id)}", idempotent=False)
         return Job.from_json(data, fallback_id=job_id)
 
     async def purge_queue(self) -> int:
         """Remove queued (not running) jobs; returns how many."""
+        self._platform_only("/purge-queue")
         data = await self._call("POST", "/purge-queue", idempotent=False)
         removed = data.get("removed") if isinstance(data, dict) else None
         if not isinstance(removed, int):
@@ -171,6 +195,7 @@ class RunPodClient(ClientLifecycle):
         return removed
 
     async def health(self, *, max_attempts: int | None = None) -> Health:
+        self._platform_only("/health")
         data = await self._call("GET", "/health", idempotent=True, max_attempts=max_attempts)
         if not isinstance(data, dict):
             raise ProtocolError("health reply is not an object")
@@ -293,7 +318,7 @@ class RunPodClient(ClientLifecycle):
         while True:
             action = w.next(self.clock.now())
             if isinstance(action, Poll):
-                data = await self._call("GET", path, idempotent=True)
+                data = await self._call("POST" if self.sdk_local else "GET", path, idempotent=True)
                 if not isinstance(data, dict):
                     raise ProtocolError(f"GET {path}: reply is not an object")
                 items = data.get("stream") or []
@@ -302,10 +327,13 @@ class RunPodClient(ClientLifecycle):
                 for item in items:
                     yield item.get("output") if isinstance(item, dict) and "output" in item else item
                 job = Job.from_json(data, fallback_id=job_id)
-                drain = job.terminal and bool(items)  # more may be buffered behind these: look again at once
+                # More may be buffered behind these: look again at once (the SDK's local server sends all at once).
+                drain = job.terminal and bool(items) and not self.sdk_local
                 if drain:
                     job = Job(job.id, JobStatus.IN_PROGRESS)
                 w.job_seen(self.clock.now(), job, held=drain, progressed=bool(items))
+                if self.sdk_local and job.terminal and job.status is not JobStatus.COMPLETED:
+                    raise_for_job(job)  # the local server forgets a job once answered: its error is here
             elif isinstance(action, FetchHealth):
                 w.health_seen(await self._health_quietly())
             elif isinstance(action, Sleep):

@@ -11,11 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import RunPodClient
 from harness.core.errors import HarnessError
 from harness.core.shapes import extract
+from harness.load.phases import PhasePlan, confirm
+from harness.load.records import LoadRecord, RecordWriter
 
-__all__ = ["ERA_CASES", "LatencyRow", "ProbeRow", "latency_probe", "probe_case"]
+__all__ = [
+    "ERA_CASES",
+    "LatencyRow",
+    "ProbeRow",
+    "latency_probe",
+    "openai_shape_cases",
+    "openai_timing_probe",
+    "probe_case",
+]
 
 CHAT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 
@@ -115,9 +126,6 @@ async def latency_probe(
     """Cold, hot and warm requests by the phase plan (harness.load.phases), each label checked against
     /health just before it. The first step's wait is skipped on an endpoint already at zero workers.
     With ``run_dir``, every request is also written as a LoadRecord for ``devai-harness report``."""
-    from harness.load.phases import PhasePlan, confirm
-    from harness.load.records import LoadRecord, RecordWriter
-
     writer = RecordWriter(run_dir) if run_dir is not None else None
     steps = PhasePlan(idle_timeout_s=idle_timeout_s, rounds=1, warm=warm, hot=hot).steps()
     rows: list[LatencyRow] = []
@@ -160,3 +168,63 @@ async def latency_probe(
         if writer is not None:
             writer.close()
     return rows
+
+
+async def openai_shape_cases(oa: OpenAIClient, model: str) -> list[ProbeRow]:
+    """The OpenAI-compatible server's own shapes: /v1/models lists the model; a chat streams and a chat does not."""
+    rows = []
+    try:
+        models = await oa.models()
+        listed = model in models
+        rows.append(
+            ProbeRow("models", listed, "openai-models", f"lists {models[:5]}" + ("" if listed else " (not ours)"))
+        )
+    except HarnessError as exc:
+        rows.append(ProbeRow("models", False, "-", f"{type(exc).__name__}: {exc}"))
+    for label, stream in (("chat stream", True), ("chat whole", False)):
+        try:
+            c = await oa.chat(CHAT, model=model, stream=stream, max_tokens=32)
+        except HarnessError as exc:
+            rows.append(ProbeRow(label, False, "-", f"{type(exc).__name__}: {exc}"))
+            continue
+        shape = "openai-chat-chunks" if stream else "openai-chat-completion"
+        detail = f"{len(c.text)} chars, finish {c.finish_reason}, usage {c.usage is not None}"
+        if c.findings:
+            detail += "; " + "; ".join(f.code for f in c.findings)
+        rows.append(ProbeRow(label, bool(c.text or c.finish_reason), shape, detail))
+    return rows
+
+
+async def openai_timing_probe(
+    oa: OpenAIClient,
+    model: str,
+    *,
+    run_dir: str | Path,
+    streams: int = 5,
+    whole: int = 2,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[LoadRecord]:
+    """Sequential streamed and whole chats, each written as a LoadRecord (TTFT, gaps, tokens, errors by cause):
+    the server's timing at concurrency 1 (the load tests measure it under load)."""
+    records = []
+    with RecordWriter(run_dir) as writer:
+        for i in range(streams + whole):
+            stream = i < streams
+            progress(f"timing: {'stream' if stream else 'whole'} request {i + 1}/{streams + whole}")
+            rec = LoadRecord(
+                process=writer.pid,
+                seq=writer.next_seq(),
+                label="streaming" if stream else "chat",
+                phase="stream" if stream else "chat",
+                start_unix=time.time(),
+                concurrency=1,
+            )
+            try:
+                t = (await oa.chat(CHAT, model=model, stream=stream, max_tokens=64)).timing
+                rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
+                rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
+            except HarnessError as exc:
+                rec.status, rec.error, rec.error_message = "error", type(exc).__name__, str(exc).splitlines()[0][:300]
+            writer.write(rec)
+            records.append(rec)
+    return records

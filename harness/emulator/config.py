@@ -1,8 +1,11 @@
 """Emulator configuration: one dataclass tree, loaded from YAML, validated with clear ConfigErrors.
 
-Defaults are RunPod's endpoint defaults: 0 active workers, max 3, idle timeout 5 s, FlashBoot on,
-execution timeout 600 s; a 2 s cold start; /runsync waits 90 s; results kept 30 min (/run) or
-1 min (/runsync)."""
+One set of defaults for ``emulate``, ``check`` and the pytest plugin's ``emulator`` fixture: RunPod's endpoint
+defaults (0 active workers, max 3, idle timeout 5 s, FlashBoot on, execution timeout 600 s; /runsync waits
+90 s; results kept 30 min after /run, 1 min after /runsync), a 2 s cold start, the warm pickup model (a worker
+idle for more than 0.2 s takes 1 s to pick up a job: field report 000 saw warm 1-3 s vs hot 0.1-0.5 s of
+delay on RunPod — a model, not a measurement) and the scripted engine's generation speed (first token after
+0.1 s, then 40 tokens/s). :func:`describe` says them in one line for banners."""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from typing import Any
 import yaml
 
 from harness.core.errors import ConfigError
+from harness.emulator.engines import DEFAULT_TOKENS_PER_S, DEFAULT_TTFT_S
 
-__all__ = ["ColdStart", "EmulatorConfig", "HttpFault", "WorkerFaults", "load_config"]
+__all__ = ["ColdStart", "EmulatorConfig", "HttpFault", "WorkerFaults", "describe", "load_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +90,9 @@ class EmulatorConfig:
     return_aggregate_stream: bool = True
     error_semantics: str = "runpod>=1.7.7"  # or "legacy": yielded errors stay inside COMPLETED output
     worker: dict[str, Any] = field(default_factory=dict)  # options of the reference handler (harness.worker)
-    # A model, off by default: a worker idle longer than hot_window_s takes idle_pickup_s to pick up a job
-    # (seed 000 measured warm 1-3 s vs hot 0.1-0.5 s delay on RunPod).
-    idle_pickup_s: float = 0.0
+    # The warm pickup model: a worker idle longer than hot_window_s takes idle_pickup_s to pick up a job
+    # (field report 000 measured warm 1-3 s vs hot 0.1-0.5 s delay on RunPod). 0 turns it off.
+    idle_pickup_s: float = 1.0
     hot_window_s: float = 0.2
     execution_timeout_s: float = 600.0
     runsync_wait_ms: int = 90_000
@@ -163,3 +167,20 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
             for i, f in enumerate(data["http_faults"])
         )
     return _build(EmulatorConfig, data, "emulator config")  # type: ignore[no-any-return]
+
+
+def describe(cfg: EmulatorConfig) -> str:
+    """The settings a latency number depends on, in one line (banners, reports)."""
+    w = cfg.worker
+    engine = w.get("engine", "scripted")
+    speed = ""
+    if engine == "scripted":
+        ttft, tps = w.get("ttft_s", DEFAULT_TTFT_S), w.get("tokens_per_s", DEFAULT_TOKENS_PER_S)
+        speed = f" (first token {ttft:g} s, {tps:g} tokens/s)" if tps else f" (first token {ttft:g} s, instant after)"
+    cold = cfg.cold_start
+    cold_s = f"{cold.seconds:g} s" if cold.dist == "fixed" else f"{cold.dist} {cold.seconds:g} s"
+    pickup = f"warm pickup {cfg.idle_pickup_s:g} s (modelled)" if cfg.idle_pickup_s > 0 else "no warm pickup delay"
+    return (
+        f"workers {cfg.min_workers}..{cfg.max_workers}, cold start {cold_s}, idle timeout {cfg.idle_timeout_s:g} s, "
+        f"FlashBoot {'on' if cfg.flashboot else 'off'}, {pickup}, handler {cfg.handler}, engine {engine}{speed}"
+    )

@@ -28,7 +28,23 @@ import yaml
 from harness.core.errors import ConfigError, StreamErrorEvent
 from harness.core.sse import SSEEvent, SSEParser
 
-__all__ = ["Delta", "Engine", "GenRequest", "OpenAIEngine", "ScriptedEngine", "pieces"]
+__all__ = [
+    "DEFAULT_TOKENS_PER_S",
+    "DEFAULT_TTFT_S",
+    "INSTANT",
+    "Delta",
+    "Engine",
+    "GenRequest",
+    "OpenAIEngine",
+    "ScriptedEngine",
+    "pieces",
+]
+
+# The scripted engine's default speed: a 7B model on a GPU behind RunPod's queue (a 100-token answer takes
+# seconds, as field report 000 saw). Tests that want instant answers ask for INSTANT.
+DEFAULT_TTFT_S = 0.1
+DEFAULT_TOKENS_PER_S = 40.0
+INSTANT = {"ttft_s": 0.0, "tokens_per_s": 0.0}
 
 _PIECE = re.compile(r"\S+\s*|\s+")
 _FILLER = ("the", "code", "returns", "a", "value", "for", "each", "input", "and", "checks", "edge", "cases")
@@ -73,9 +89,9 @@ class ScriptedEngine:
         *,
         fixtures: str | Path | None = None,
         responses: list[dict[str, str]] | None = None,
-        ttft_s: float = 0.0,
+        ttft_s: float = DEFAULT_TTFT_S,
         ttft_range_s: tuple[float, float] | list[float] | None = None,
-        tokens_per_s: float = 0.0,
+        tokens_per_s: float = DEFAULT_TOKENS_PER_S,
         stall_after_tokens: int | None = None,
         stall_s: float = 0.0,
         filler_tokens: int = 40,

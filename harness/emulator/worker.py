@@ -2,11 +2,15 @@
 
 ``make_handler(options)`` returns an async-generator handler (as worker-vllm's is). Options:
 
+Every option key is checked: a typo (``engin: scripted``) is a ConfigError naming the known keys.
+
 era                 native (default, worker-vllm 0.2.0..v2.23) | era-a | era-b | era-c
 openai_era          E (default: RAW_OPENAI_OUTPUT strings, one batch of events each) | F (v2.24+: raw SSE
                     text cut at arbitrary byte boundaries, decoded with errors="replace")
 raw_openai_output   True (default) | False (each item a list of chunk dicts)
-engine              scripted (default) | openai  (+ fixtures, ttft_s, tokens_per_s, stall_*, openai_base_url)
+engine              scripted (default; first token after ttft_s = 0.1, then tokens_per_s = 40, as a 7B model on a
+                    GPU behind RunPod's queue: a 100-token answer takes seconds; set both to 0 for instant answers)
+                    | openai (openai_base_url, api_key_env) | transformers (model_dir, config, cache_dir, ...)
 model               served model name (default devai-scripted)
 batch sizes         max_batch_size 50, min_batch_size 1, batch_size_growth_factor 3 (per job input too)
 
@@ -25,11 +29,20 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from harness.core.errors import ConfigError
-from harness.emulator.engines import Delta, Engine, GenRequest, OpenAIEngine, ScriptedEngine
+from harness.emulator.engines import (
+    DEFAULT_TOKENS_PER_S,
+    DEFAULT_TTFT_S,
+    Delta,
+    Engine,
+    GenRequest,
+    OpenAIEngine,
+    ScriptedEngine,
+)
 
-__all__ = ["make_engine", "make_handler"]
+__all__ = ["WORKER_KEYS", "check_options", "make_engine", "make_handler"]
 
 Handler = Callable[[dict[str, Any]], AsyncIterator[Any]]
+
 _ERAS = ("native", "era-a", "era-b", "era-c")
 
 
@@ -66,7 +79,47 @@ class _Batcher:
         return out
 
 
+WORKER_KEYS = frozenset(
+    {
+        "era",
+        "openai_era",
+        "raw_openai_output",
+        "engine",
+        "model",
+        "seed",
+        # scripted
+        "fixtures",
+        "responses",
+        "ttft_s",
+        "ttft_range_s",
+        "tokens_per_s",
+        "stall_after_tokens",
+        "stall_s",
+        "filler_tokens",
+        # openai
+        "openai_base_url",
+        "api_key_env",
+        # transformers
+        "model_dir",
+        "config",
+        "cache_dir",
+        "device",
+        "compile",
+        "static_cache",
+    }
+)
+
+
+def check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - WORKER_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"worker: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(WORKER_KEYS))}"
+        )
+
+
 def make_handler(options: dict[str, Any]) -> Handler:
+    check_options(options)
     era = options.get("era", "native")
     if era not in _ERAS:
         raise ConfigError(f"worker.era must be one of {', '.join(_ERAS)}")
@@ -303,9 +356,9 @@ def make_engine(options: dict[str, Any]) -> Engine:
         return ScriptedEngine(
             fixtures=options.get("fixtures"),
             responses=options.get("responses"),
-            ttft_s=float(options.get("ttft_s", 0.0)),
+            ttft_s=float(options.get("ttft_s", DEFAULT_TTFT_S)),
             ttft_range_s=options.get("ttft_range_s"),
-            tokens_per_s=float(options.get("tokens_per_s", 0.0)),
+            tokens_per_s=float(options.get("tokens_per_s", DEFAULT_TOKENS_PER_S)),
             stall_after_tokens=options.get("stall_after_tokens"),
             stall_s=float(options.get("stall_s", 0.0)),
             filler_tokens=int(options.get("filler_tokens", 40)),

@@ -1,27 +1,33 @@
 """One record per request, kept exactly (locust's histograms bucket response times), one JSONL file per
-process so locust's ``--processes N`` workers never share a file; :func:`load_records` merges them and
-refuses duplicates."""
+process so locust's ``--processes N`` workers (and distributed workers on other hosts) never share a file.
+
+:func:`iter_records` streams the records of one or several run directories — each line checked, duplicates
+refused — without holding them all; :func:`load_records` is the same as a list, oldest first. A record is
+identified by (host, process id, sequence number), so files copied together from several machines merge.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
 from harness.core.errors import ConfigError
 
-__all__ = ["LoadRecord", "RecordWriter", "load_records"]
+__all__ = ["LoadRecord", "RecordWriter", "iter_records", "load_records", "record_files"]
 
 
 @dataclass(slots=True)
 class LoadRecord:
     process: int
     seq: int
-    label: str  # the scenario: latency | capacity | streaming
-    phase: str  # cold | warm | hot | step-N | stream
+    label: str  # the scenario: latency | capacity | arrivals | streaming | chat
+    phase: str  # cold | warm | hot | cN | rN | stream | chat
     start_unix: float
     e2e_s: float | None = None
     delay_ms: int | None = None  # RunPod delayTime: queue + cold start
@@ -41,17 +47,19 @@ class LoadRecord:
     rate: float | None = None
     worker_id: str | None = None
     request_id: str | None = None  # the server's id for the answer, to find a slow request in the server's logs
+    host: str | None = None  # the load machine that sent it (set by RecordWriter)
 
     @property
-    def key(self) -> tuple[int, int]:
-        return (self.process, self.seq)
+    def key(self) -> tuple[str | None, int, int]:
+        return (self.host, self.process, self.seq)
 
 
-_FIELDS = tuple(f.name for f in fields(LoadRecord))
+FIELDS = tuple(f.name for f in fields(LoadRecord))
+_REQUIRED = ("process", "seq", "label", "phase", "start_unix")
 
 
 class RecordWriter:
-    """Appends records to ``RUN_DIR/records-<pid>.jsonl``; safe across greenlets and threads."""
+    """Appends records to ``RUN_DIR/records-<host>-<pid>.jsonl``; safe across greenlets and threads."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
@@ -59,7 +67,12 @@ class RecordWriter:
         self._lock = threading.Lock()
         self._seq = 0
         self.pid = os.getpid()
+        self.host = socket.gethostname()
         self._file: TextIO | None = None  # opened on first write, kept open: an open() per request costs under load
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / f"records-{self.host}-{self.pid}.jsonl"
 
     def next_seq(self) -> int:
         with self._lock:
@@ -67,10 +80,11 @@ class RecordWriter:
             return self._seq
 
     def write(self, record: LoadRecord) -> None:
-        line = json.dumps({f: getattr(record, f) for f in _FIELDS})  # asdict() deep-copies: 5x slower
+        record.host = record.host or self.host
+        line = json.dumps({f: getattr(record, f) for f in FIELDS})  # asdict() deep-copies: 5x slower
         with self._lock:
             if self._file is None:  # line-buffered: every record is on disk once write() returns
-                self._file = open(self.run_dir / f"records-{self.pid}.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
             self._file.write(line + "\n")
 
     def __enter__(self) -> RecordWriter:
@@ -86,20 +100,44 @@ class RecordWriter:
                 self._file = None
 
 
-def load_records(run_dir: str | Path) -> list[LoadRecord]:
-    records: list[LoadRecord] = []
-    seen: set[tuple[int, int]] = set()
-    for path in sorted(Path(run_dir).glob("records-*.jsonl")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                data: dict[str, Any] = json.loads(line)
-                rec = LoadRecord(**data)
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{path}:{n}: not a load record: {exc}") from None
-            if rec.key in seen:
-                raise ConfigError(f"{path}:{n}: record {rec.key} appears twice")
-            seen.add(rec.key)
-            records.append(rec)
-    return sorted(records, key=lambda r: r.start_unix)
+def record_files(run_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Every records-*.jsonl under the given run directories (a file may be given directly)."""
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    files: list[Path] = []
+    for d in map(Path, dirs):
+        if d.is_file():
+            files.append(d)
+        elif d.is_dir():
+            files.extend(sorted(d.glob("records-*.jsonl")))
+        else:
+            raise ConfigError(f"{d}: no such run directory")
+    return files
+
+
+def iter_records(run_dirs: str | Path | Sequence[str | Path]) -> Iterator[dict[str, Any]]:
+    """Each record as a dict, file by file; a line that is not a record, or a record seen twice, raises."""
+    seen: dict[tuple[Any, int, int], str] = {}
+    for path in record_files(run_dirs):
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{n}"
+                try:
+                    data: dict[str, Any] = json.loads(line)
+                except ValueError:
+                    raise ConfigError(f"{where}: not a load record (not JSON)") from None
+                if not isinstance(data, dict) or any(k not in data for k in _REQUIRED):
+                    raise ConfigError(f"{where}: not a load record (needs {', '.join(_REQUIRED)})")
+                unknown = set(data) - set(FIELDS)
+                if unknown:
+                    raise ConfigError(f"{where}: not a load record (unknown field(s) {', '.join(sorted(unknown))})")
+                key = (data.get("host"), data["process"], data["seq"])
+                if key in seen:
+                    raise ConfigError(f"{where}: record {key} appears twice (first at {seen[key]})")
+                seen[key] = where
+                yield data
+
+
+def load_records(run_dirs: str | Path | Sequence[str | Path]) -> list[LoadRecord]:
+    return sorted((LoadRecord(**d) for d in iter_records(run_dirs)), key=lambda r: r.start_unix)
