@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import glob
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -177,6 +178,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         if v is not None
     }
     base = load_config(args.config)
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise ConfigError(f"--api-key-env {args.api_key_env}: that environment variable is empty")
+        base = base.replace(api_key=key)
     answers = "a deterministic filler"
     scripted = base.worker.get("engine", "scripted") == "scripted" and not {"responses", "fixtures"} & set(base.worker)
     if scripted and (overrides.get("handler") or base.handler) == "builtin" and not args.filler:
@@ -198,13 +204,14 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             return
         url = f"{base_url}/{cfg.endpoint_id}"
         print(f"RunPod emulator on {url}\n  {describe(cfg)}\n  answers: {answers}")
-        # A key made for this run is printed; one from the user's config is not (it might be a real one).
+        # A key made for this run is printed; one the user gave is not (it might be a real one).
         made = not base.api_key
         key = cfg.api_key if made else "$RUNPOD_API_KEY"
+        where = f"${args.api_key_env}" if args.api_key_env else "your config"
         print(
             f"API key: {cfg.api_key}   (a local, throwaway key made for this run)"
             if made
-            else "API key: the one in your config (not printed)"
+            else f"API key: the one in {where} (not printed)"
         )
         print(
             f"  export RUNPOD_ENDPOINT_BASE_URL={base_url} RUNPOD_ENDPOINT_ID={cfg.endpoint_id}"
@@ -385,6 +392,7 @@ def _add_emulate(sub: Any) -> None:
     p.add_argument(
         "--filler", action="store_true", help="answer with filler text (default: the devai task cases' answers)"
     )
+    p.add_argument("--api-key-env", help="take the endpoint's API key from this environment variable (not printed)")
     p.add_argument("--announce-json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_emulate)
 

@@ -100,7 +100,7 @@ def test_an_unreachable_endpoint_still_gets_a_full_report(tmp_path: Path, capsys
     env = {"RUNPOD_API_KEY": "rp_NOT_A_REAL_KEY_123"}
     run = tmp_path / "run"
     args = ["check", "-q", "--target", "runpod", "--endpoint-id", "ep1", "--base-url", "http://127.0.0.1:9/v2"]
-    proc = run_cli(*args, "--run-dir", str(run), "--timeout", "5", "--suite-target", "replay", env=env, cwd=ROOT)
+    proc = run_cli(*args, "--run-dir", str(run), "--timeout", "5", "--no-suite", env=env, cwd=ROOT)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout
     data = json.loads((run / "report.json").read_text())

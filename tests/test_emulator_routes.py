@@ -181,7 +181,7 @@ async def test_policy_ttl_and_execution_timeout(http: httpx.AsyncClient) -> None
     assert (await http.get(f"/status/{ttl}")).status_code == 404
 
 
-@pytest.mark.emulator(cold_start=0.0, max_workers=2, concurrency=2, worker={"ttft_s": 0.05})
+@pytest.mark.emulator(cold_start=0.0, max_workers=2, concurrency=2, worker={"ttft_s": 0.05, "tokens_per_s": 0})
 async def test_no_job_lost_and_health_agrees(emulator: Emulator) -> None:
     n = 120
     async with RunPodClient.of(emulator) as rp:

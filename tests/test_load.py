@@ -22,6 +22,7 @@ from harness.load.records import LoadRecord, RecordWriter, load_records
 from harness.load.report import build_report
 
 LOCUST = [sys.executable, "-m", "locust"]
+FAST = {"ttft_s": 0.02, "tokens_per_s": 2000}  # quick, but a measurable executionTime for the cost line
 ROOT = Path(__file__).parent.parent
 
 
@@ -131,7 +132,7 @@ def _locust(emu: Emulator, locustfile: str, run_dir: Path, *extra: str, timeout:
 def test_headless_latency_run_against_the_emulator(tmp_path: Path) -> None:
     """Cold start 2 s, idle timeout 1 s, bounded to 30 s: cold > warm > hot, every label confirmed,
     no errors, report files produced."""
-    with Emulator(cold_start=2.0, idle_timeout_s=1.0, idle_pickup_s=0.3, flashboot=False) as emu:
+    with Emulator(cold_start=2.0, idle_timeout_s=1.0, idle_pickup_s=0.3, flashboot=False, worker=FAST) as emu:
         _locust(emu, "latency.py", tmp_path, "-t", "30s", "--idle-timeout", "1", "--rounds", "2")
     paths = build_report(tmp_path, idle_timeout_s=1.0)
     data = json.loads(paths["json"].read_text())
@@ -231,3 +232,32 @@ def test_pooled_gaps_are_exact_then_a_uniform_sample() -> None:
     assert summary["count"] == 200_000 and summary["sampled"] == 2000 and len(set(big.values)) == 2000
     assert 0.45 < summary["p50"] / 200_000 < 0.55  # every position equally likely: the median stays central
     assert sum(v < 20_000 for v in big.values) > 100  # the early values are not all overwritten
+
+
+USED = {
+    "latency.py": {"--endpoint-id", "--api-key-env", "--idle-timeout", "--rounds", "--hot-gap", "--job-timeout"},
+    "capacity.py": {"--endpoint-id", "--api-key-env", "--steps", "--step-seconds", "--job-timeout"},
+    "arrivals.py": {"--endpoint-id", "--steps", "--step-seconds", "--arrivals", "--burstiness", "--job-timeout"},
+    "streaming.py": {"--model", "--job-timeout"},
+    "chat.py": {"--model", "--job-timeout"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(USED))
+def test_each_locustfile_header_lists_its_flags(name: str) -> None:
+    """locust prints --help before it loads a locustfile, so the header is where our flags are listed."""
+    import ast
+
+    users = ast.parse((ROOT / "harness" / "load" / "users.py").read_text())
+    defined = {
+        n.args[0].value
+        for n in ast.walk(users)
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "attr", "") == "add_argument"
+        and n.args
+        and isinstance(n.args[0], ast.Constant)
+    }
+    header = ast.get_docstring(ast.parse((ROOT / "locustfiles" / name).read_text())) or ""
+    for flag in USED[name] | {"--run-dir"}:
+        assert flag in defined, f"{flag} is not an option of harness.load.users"
+        assert flag in header, f"locustfiles/{name}: the header does not list {flag}"

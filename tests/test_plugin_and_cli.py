@@ -74,7 +74,9 @@ def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_check_main_job_on_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "fast.yaml"
-    config.write_text("emulator:\n  cold_start: 0.5\n  idle_timeout_s: 1\n  worker: {tokens_per_s: 400}\n")
+    config.write_text(
+        "emulator:\n  cold_start: 0.5\n  idle_timeout_s: 1\n  idle_pickup_s: 0.3\n  worker: {tokens_per_s: 1000}\n"
+    )
     report, run = tmp_path / "check.json", tmp_path / "run"
     args = ["check", "-q", "--config", str(config), "--json", str(report), "--run-dir", str(run)]
     assert main([*args, "--suite-target", "replay", "--idle-timeout", "1"]) == 0
@@ -99,7 +101,8 @@ def test_check_main_job_on_the_emulator(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_check_fails_loudly_when_the_worker_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "broken.yaml"
-    config.write_text("emulator:\n  cold_start: 0.0\n  worker: {era: era-b}\n")  # every case expects its own era
+    # every case expects its own era
+    config.write_text("emulator:\n  cold_start: 0.0\n  idle_timeout_s: 1\n  worker: {era: era-b, tokens_per_s: 0}\n")
     run = tmp_path / "run"
     assert main(["check", "-q", "--config", str(config), "--timeout", "10", "--no-suite", "--run-dir", str(run)]) == 1
     assert "FAIL" in capsys.readouterr().out

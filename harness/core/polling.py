@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 
-__all__ = ["PollPolicy", "RetryPolicy", "parse_retry_after"]
+__all__ = ["FailureBackoff", "PollPolicy", "RetryPolicy", "parse_retry_after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,27 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(slots=True)
+class FailureBackoff:
+    """A load user that only sees failures backs off, then stops: it never hammers a dead endpoint.
+
+    ``record(ok)`` after each request returns the seconds to wait before the next one (0 after a success), or
+    None: stop — after ``stop_after`` failures in a row with no success ever (a wrong URL, model or key), or after
+    three times that many in a row later on (the endpoint died mid-run)."""
+
+    base_s: float = 0.1
+    cap_s: float = 5.0
+    stop_after: int = 10
+    in_a_row: int = 0
+    successes: int = 0
+
+    def record(self, ok: bool) -> float | None:
+        if ok:
+            self.in_a_row, self.successes = 0, self.successes + 1
+            return 0.0
+        self.in_a_row += 1
+        if self.in_a_row >= (self.stop_after if self.successes == 0 else 3 * self.stop_after):
+            return None
+        return float(min(self.cap_s, self.base_s * 2.0 ** (self.in_a_row - 1)))

@@ -437,7 +437,8 @@ def load_sections(report: dict[str, Any], images: dict[str, str]) -> list[tuple[
             f"{m} {q}" for m in ("e2e ms", "TTFT ms", "TPOT ms", "ITL ms") for q in ("p50", "p95", "p99")
         ]
         sections.append(("Per phase (OpenAI-compatible)", table([*head, "tokens/s p50"], openai_rows)))
-    sections.extend((k.title(), f"<img alt='{html.escape(k)} plot' src='{v}'>") for k, v in images.items())
+    titles = {"latency": "Latency per phase", "timeline": "Timeline", "capacity": "Capacity curve"}
+    sections.extend((titles.get(k, k), f"<img alt='{html.escape(k)} plot' src='{v}'>") for k, v in images.items())
     if report.get("capacity"):
         cap = [
             [

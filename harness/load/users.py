@@ -1,9 +1,15 @@
 """Locust users over the sync drivers. Imported only by locustfiles: importing locust patches the
 process with gevent. Every request is fired once into locust's stats AND written, exactly, as a
-LoadRecord (locust buckets response times; our records keep them)."""
+LoadRecord (locust buckets response times; our records keep them).
+
+A user that only sees failures backs off and stops the run, saying why (core.polling.FailureBackoff): a
+wrong host, model or key costs a handful of requests, not thousands. The flags below are listed in each
+locustfile's header too: locust prints ``--help`` before it loads a locustfile, so it cannot show them.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -13,8 +19,8 @@ import gevent
 from locust import LoadTestShape, User, constant, events, task
 from locust.env import Environment
 
-from harness.core.errors import HarnessError, JobError, JobFailed
-from harness.core.polling import PollPolicy
+from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed
+from harness.core.polling import FailureBackoff, PollPolicy
 from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
 from harness.load.phases import LATENCY_POLL, PhasePlan, confirm
@@ -41,7 +47,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--arrivals", default="poisson", choices=["poisson", "gamma"])
     parser.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (< 1 = burstier)")
-    parser.add_argument("--model", default="devai-scripted", help="streaming: model name")
+    parser.add_argument("--model", default=None, help="streaming/chat: the model (default: the first /models lists)")
 
 
 _writers: dict[int, RecordWriter] = {}
@@ -126,7 +132,7 @@ def _job(env: Environment, rp: SyncRunPod, rec: LoadRecord) -> BaseException | N
         return _failed(rec, exc)
 
 
-def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -> None:
+def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -> LoadRecord:
     """One capacity job: record it exactly, then fire it into locust's stats."""
     writer = _writer(env)
     rec = LoadRecord(
@@ -135,6 +141,29 @@ def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -
     exc = _job(env, rp, rec)
     writer.write(rec)
     _fire(env, rec, exc)
+    return rec
+
+
+class _Careful(User):
+    """Backs off after failures and stops the whole run when they are all it sees."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        self.backoff = FailureBackoff()
+
+    def settle(self, rec: LoadRecord) -> None:
+        wait = self.backoff.record(rec.status == "ok")
+        if wait is None:
+            why = f"{rec.error}: {rec.error_message}" if rec.error_message else str(rec.error)
+            logging.getLogger("harness.load").error(
+                "stopping: the last %d requests failed (%s)", self.backoff.in_a_row, why
+            )
+            if self.environment.runner is not None:
+                self.environment.runner.quit()
+            self.stop()
+        elif wait:
+            gevent.sleep(wait)
 
 
 class LatencyUser(User):
@@ -181,12 +210,13 @@ class LatencyUser(User):
         _fire(self.environment, rec, exc)
 
 
-class CapacityUser(User):
+class CapacityUser(_Careful):
     """Closed loop: every user runs jobs back to back; StepShape raises the user count per step."""
 
     wait_time = constant(0)
 
     def on_start(self) -> None:
+        super().on_start()
         self.rp = _runpod(self.environment)
 
     def on_stop(self) -> None:
@@ -195,7 +225,7 @@ class CapacityUser(User):
     @task
     def job(self) -> None:
         users = _step_users(self.environment)
-        _timed_job(self.environment, self.rp, phase=f"c{users}", concurrency=users)
+        self.settle(_timed_job(self.environment, self.rp, phase=f"c{users}", concurrency=users))
 
 
 class ArrivalUser(User):
@@ -231,16 +261,36 @@ class ArrivalUser(User):
         _timed_job(self.environment, self.rp, phase=f"r{rate:g}", rate=rate)
 
 
-class StreamingUser(User):
+_models: dict[str, str] = {}
+
+
+def _model(env: Environment, oa: SyncOpenAI) -> str:
+    """--model, else the first model the server lists (asked once per process)."""
+    given = _opts(env).model
+    if given:
+        return str(given)
+    host = env.host or ""
+    if host not in _models:
+        listed = oa.models()
+        if not listed:
+            raise ConfigError(f"{host}/models lists no model: give --model")
+        _models[host] = listed[0]
+    return _models[host]
+
+
+class StreamingUser(_Careful):
     """N concurrent streams against an OpenAI-compatible URL (--host .../v1): TTFT and every chunk gap."""
 
     wait_time = constant(0)
     streaming = True
 
     def on_start(self) -> None:
+        super().on_start()
         # A whole non-streaming answer may take as long as a job; a stream must not fall silent for 30 s.
-        stall = 30.0 if self.streaming else _opts(self.environment).job_timeout
-        self.oa = SyncOpenAI(self.environment.host or "", os.environ.get("OPENAI_API_KEY"), stall_timeout_s=stall)
+        timeout = _opts(self.environment).job_timeout
+        self.oa = SyncOpenAI(
+            self.environment.host or "", os.environ.get("OPENAI_API_KEY"), stall_timeout_s=30.0, request_timeout=timeout
+        )
 
     def on_stop(self) -> None:
         self.oa.close()
@@ -260,7 +310,7 @@ class StreamingUser(User):
         exc: BaseException | None = None
         try:
             messages: list[dict[str, Any]] = PROMPT["messages"]  # type: ignore[assignment]
-            model = _opts(self.environment).model
+            model = _model(self.environment, self.oa)
             send = self.oa.chat_stream if self.streaming else self.oa.chat
             t = send(messages, model=model, max_tokens=64).timing
             rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
@@ -269,6 +319,7 @@ class StreamingUser(User):
             exc = _failed(rec, e)
         writer.write(rec)
         _fire(self.environment, rec, exc)
+        self.settle(rec)
 
 
 class ChatUser(StreamingUser):

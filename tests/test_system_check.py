@@ -1,0 +1,61 @@
+"""The main job against `devai-harness emulate` as a live RunPod target: the whole suite runs (the devai tasks
+through both input forms and the endpoint's /openai/v1 route, the protocol scenarios that apply to a live
+endpoint) and the run exits 0. System stage: it takes about a minute and a half."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+KEY = "local-system-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.system
+def test_check_against_an_emulate_endpoint_runs_the_whole_suite_and_passes(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OPENAI_"))} | {"RUNPOD_API_KEY": KEY}
+    emu = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "emulate", "--port", str(port), "--api-key-env", "RUNPOD_API_KEY"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert emu.stdout is not None and "RunPod emulator on" in emu.stdout.readline()
+        run = tmp_path / "run"
+        live = env | {"RUNPOD_ENDPOINT_BASE_URL": f"http://127.0.0.1:{port}/v2", "RUNPOD_ENDPOINT_ID": "emulator"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "check", "-q", "--target", "runpod", "--run-dir", str(run)],
+            env=live,
+            cwd=tmp_path,  # outside the repository: the suite is found beside the package
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        emu.terminate()
+        emu.wait(10)
+        if emu.stdout is not None:
+            emu.stdout.close()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    stages = {s["name"]: s for s in json.loads((run / "report.json").read_text())["stages"]}
+    suite = stages["suite"]
+    outcomes = [r["outcome"] for r in suite["rows"]]
+    assert suite["verdict"] == "PASS" and outcomes.count("passed") >= 40, suite["summary"]
+    openai_route = [r for r in suite["rows"] if "test_task_via_openai" in r["test"]]
+    assert openai_route and all(r["outcome"] == "passed" for r in openai_route)  # through the endpoint's /openai/v1
+    assert stages["latency"]["verdict"] == "PASS" and KEY not in (run / "report.json").read_text()
