@@ -174,9 +174,14 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             ("idle_timeout_s", args.idle_timeout),
             ("min_workers", args.min_workers),
             ("max_workers", args.max_workers),
+            ("worker_command", args.worker),
+            ("worker_image", args.image),
+            ("worker_cwd", args.worker_cwd),
         )
         if v is not None
     }
+    if args.worker_env:
+        overrides["worker_env"] = dict(_key_value(item) for item in args.worker_env)
     base = load_config(args.config)
     if args.api_key_env:
         key = os.environ.get(args.api_key_env)
@@ -185,14 +190,28 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         base = base.replace(api_key=key)
     answers = "a deterministic filler"
     scripted = base.worker.get("engine", "scripted") == "scripted" and not {"responses", "fixtures"} & set(base.worker)
-    if scripted and (overrides.get("handler") or base.handler) == "builtin" and not args.filler:
+    remote = bool(args.worker or args.image or base.remote_workers)
+    if remote:
+        answers = "your worker's own (the runpod SDK in it takes jobs from the worker API)"
+    elif scripted and (overrides.get("handler") or base.handler) == "builtin" and not args.filler:
         suite = find_suite()
         if suite is not None:  # a good endpoint by default: `check --target runpod` against it passes
             from harness.conformance.tasks import load_cases, scripted_rules
 
             overrides["worker"] = {**base.worker, "responses": scripted_rules(load_cases(suite / "tasks"))}
             answers = f"the devai task cases' reference answers ({suite / 'tasks'}), else a deterministic filler"
-    emu = Emulator(base, host=args.host, port=args.port, **overrides)
+
+    def echo(worker_id: str, line: str) -> None:
+        print(f"[{worker_id}] {line}", file=sys.stderr, flush=True)
+
+    emu = Emulator(
+        base,
+        host=args.host,
+        port=args.port,
+        echo=None if args.quiet_workers else echo,
+        worker_logs=args.worker_logs,
+        **overrides,
+    )
     cfg = emu.config
 
     def announce(port: int) -> None:
@@ -311,6 +330,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
 # --- the parser ----------------------------------------------------------------------------------
 
 
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--worker-env {item!r}: expected KEY=VALUE")
+    return key, value
+
+
 def _number(value: str, *, zero: bool) -> float:
     try:
         number = float(value)
@@ -393,6 +419,16 @@ def _add_emulate(sub: Any) -> None:
         "--filler", action="store_true", help="answer with filler text (default: the devai task cases' answers)"
     )
     p.add_argument("--api-key-env", help="take the endpoint's API key from this environment variable (not printed)")
+    p.add_argument(
+        "--worker",
+        metavar="COMMAND",
+        help='run each worker as this command, e.g. "python handler.py": a real process under the runpod SDK',
+    )
+    p.add_argument("--worker-cwd", help="the workers' working directory (default: here)")
+    p.add_argument("--worker-env", action="append", metavar="K=V", help="an environment variable for the workers")
+    p.add_argument("--image", help="run each worker as this container image (needs a Docker engine)")
+    p.add_argument("--worker-logs", metavar="DIR", help="also write each worker's output to DIR/<worker>.log")
+    p.add_argument("--quiet-workers", action="store_true", help="do not echo what the workers print")
     p.add_argument("--announce-json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_emulate)
 

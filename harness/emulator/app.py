@@ -22,7 +22,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.core.jobs import worker_error
 from harness.emulator.config import EmulatorConfig, HttpFault
-from harness.emulator.pool import EJob, Endpoint
+from harness.emulator.pool import EJob, Endpoint, WorkerLauncher
+from harness.emulator.workerapi import WORKER_ROUTES, worker_routes
 
 __all__ = ["create_app"]
 
@@ -208,7 +209,11 @@ async def introspect(request: Request) -> Response:
             "finished": w.finished,
             "starts": w.starts,
             "cold_start_s": round(w.cold_start_s, 4),
-            "logs": w.logs[-5:],
+            "logs": w.logs[-50:] if w.remote else w.logs[-5:],
+            "remote": w.remote,
+            "milestones": w.milestones,
+            "exits": w.exits[-10:],
+            "sdk": w.sdk,
         }
         for w in ep.workers.values()
     ]
@@ -236,11 +241,15 @@ class _Guard:
             return
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"").decode("latin-1")
-        key = self.config.api_key
-        if not (hmac.compare_digest(auth, f"Bearer {key}") or hmac.compare_digest(auth, key)):
-            await _err(401, "Unauthorized")(scope, receive, send)
-            return
         route = path[len(self.prefix) :].split("/", 1)[0]
+        # Workers use their own key (RUNPOD_AI_API_KEY, sent bare by the SDK), never the user's API key.
+        key = self.config.worker_key if route in WORKER_ROUTES else self.config.api_key
+        if not key or not (hmac.compare_digest(auth, f"Bearer {key}") or hmac.compare_digest(auth, key)):
+            message = "Unauthorized"
+            if route in WORKER_ROUTES:  # runpod-python sends ~/.runpod/config.toml's key when there is one
+                message += ": worker routes take the workers' key (RUNPOD_AI_API_KEY; not ~/.runpod/config.toml's)"
+            await _err(401, message)(scope, receive, send)
+            return
         scope["app"].state.request_counts[route] += 1  # requests per route, for benchmarks (GET .../_emulator)
         fault = self._fault(route)
         if fault is None:
@@ -271,12 +280,15 @@ class _Guard:
         return None
 
 
-def create_app(config: EmulatorConfig, *, clock: Callable[[], float] | None = None) -> Starlette:
-    """The app; its lifespan owns the Endpoint (started on the server's loop). ``clock``: see Endpoint."""
+def create_app(
+    config: EmulatorConfig, *, clock: Callable[[], float] | None = None, launcher: WorkerLauncher | None = None
+) -> Starlette:
+    """The app; its lifespan owns the Endpoint (started on the server's loop). ``clock``: see Endpoint;
+    ``launcher``: real workers (harness.emulator.processes), which take their jobs through the worker API."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ep = Endpoint(config, clock=clock)
+        ep = Endpoint(config, clock=clock, launcher=launcher)
         app.state.endpoint = ep
         ep.start()
         try:
@@ -299,6 +311,7 @@ def create_app(config: EmulatorConfig, *, clock: Callable[[], float] | None = No
             Route(f"{base}/health", health, methods=["GET"]),
             Route(f"{base}/_emulator", introspect, methods=["GET"]),
             Route(f"{base}/openai/v1/{{path:path}}", openai_passthrough, methods=["GET", "POST"]),
+            *worker_routes(base),
         ],
         middleware=[Middleware(_Guard, config=config)],  # auth, endpoint id and injected faults, before routes
         lifespan=lifespan,

@@ -104,6 +104,20 @@ class EmulatorConfig:
     faults: WorkerFaults = field(default_factory=WorkerFaults)
     http_faults: tuple[HttpFault, ...] = ()
     seed: int = 0
+    # Real workers (harness.emulator.processes): each worker is this command line, or this container image,
+    # started with RunPod's worker environment; the runpod SDK inside drives the handler through the worker API.
+    worker_command: str = ""
+    worker_image: str = ""
+    worker_cwd: str = ""
+    worker_env: dict[str, str] = field(default_factory=dict)
+    worker_key: str = ""  # the workers' own key (RUNPOD_AI_API_KEY), never the user's; made at start when empty
+    ping_interval_ms: int = 10_000  # RUNPOD_PING_INTERVAL; a worker silent for 3 intervals is unhealthy
+    worker_stop_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
+    take_hold_s: float = 10.0  # how long a job take (or a stop poll) is held when there is nothing to give
+
+    @property
+    def remote_workers(self) -> bool:
+        return bool(self.worker_command or self.worker_image)
 
     def __post_init__(self) -> None:
         if self.max_workers < 0 or self.min_workers < 0 or self.min_workers > self.max_workers:
@@ -116,9 +130,18 @@ class EmulatorConfig:
             raise ConfigError("faults.zombie must be ignores_queue, stuck_running or takes_jobs")
         if self.cold_start.dist not in ("fixed", "uniform", "lognormal"):
             raise ConfigError("cold_start.dist must be fixed, uniform or lognormal")
+        if self.worker_command and self.worker_image:
+            raise ConfigError("a worker is a command line or a container image, not both")
+        if self.remote_workers and self.handler != "builtin":
+            raise ConfigError("handler (an in-process function) and worker_command/worker_image exclude each other")
 
     def with_key(self) -> EmulatorConfig:
-        return self if self.api_key else dataclasses.replace(self, api_key="emu-" + secrets.token_hex(12))
+        """Keys made for this run where none was given: the API key users send, and the workers' own."""
+        return dataclasses.replace(
+            self,
+            api_key=self.api_key or "emu-" + secrets.token_hex(12),
+            worker_key=self.worker_key or "wk-" + secrets.token_hex(12),
+        )
 
     def replace(self, **changes: Any) -> EmulatorConfig:
         return dataclasses.replace(self, **changes)
@@ -171,6 +194,10 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
 
 def describe(cfg: EmulatorConfig) -> str:
     """The settings a latency number depends on, in one line (banners, reports)."""
+    scale = f"workers {cfg.min_workers}..{cfg.max_workers}, idle timeout {cfg.idle_timeout_s:g} s"
+    if cfg.remote_workers:
+        what = f"`{cfg.worker_command}`" if cfg.worker_command else f"image {cfg.worker_image}"
+        return f"{scale}; each worker runs {what} under the runpod SDK: cold starts and pickup are measured"
     w = cfg.worker
     engine = w.get("engine", "scripted")
     speed = ""

@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.handlers import HandlerFn, Outcome, load_handler, run_handler
@@ -101,12 +101,43 @@ class EWorker:
     wake_at: float | None = None
     logs: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    # A remote worker (a process or container running the runpod SDK) takes its jobs through the worker API.
+    remote: bool = False
+    take: tuple[asyncio.Future[list[dict[str, Any]]], int] | None = None  # a held job take: (reply, how many)
+    stops: list[str] = field(default_factory=list)  # job ids it must stop (cancel, executionTimeout)
+    stopping: set[str] = field(default_factory=set)  # told to stop, maybe still running: held until it lets go
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    spawned_at: float = 0.0
+    last_ping: float | None = None
+    milestones: dict[str, float] = field(default_factory=dict)  # seconds after spawn: first_output, sdk_start ...
+    sdk: str = ""  # the runpod SDK version its pings report
+    exits: list[str] = field(default_factory=list)  # why each previous process ended
+
+
+class WorkerLauncher(Protocol):
+    """Starts and stops remote workers (harness.emulator.processes): ``run`` owns one worker's processes until
+    it is cancelled, restarting them after crashes; ``stop`` ends the current one (SIGTERM, then SIGKILL)."""
+
+    def attach(self, endpoint: Endpoint) -> None: ...
+
+    async def run(self, w: EWorker) -> None: ...
+
+    async def stop(self, w: EWorker) -> None: ...
 
 
 class Endpoint:
-    def __init__(self, config: EmulatorConfig, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        *,
+        clock: Callable[[], float] | None = None,
+        launcher: WorkerLauncher | None = None,
+    ) -> None:
         self.config = config
         self._clock = clock
+        self.launcher = launcher
+        if launcher is not None:
+            launcher.attach(self)
         self.jobs: dict[str, EJob] = {}
         self.queue: deque[str] = deque()
         self.workers: dict[str, EWorker] = {}
@@ -118,6 +149,7 @@ class Endpoint:
         self._ticker: asyncio.Task[None] | None = None
         self.events: list[tuple[float, str, str]] = []  # (t, kind, detail): a bounded audit trail
         self._deadlines: list[tuple[float, str]] = []  # (when, job id): retention ends or ttl expires
+        self.is_closing = False
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -132,19 +164,35 @@ class Endpoint:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         self._reconcile()
 
+    def closing(self) -> None:
+        """Shutdown begins: answer every held request now (job takes, stop polls, runsync and status waits)."""
+        if self.is_closing:
+            return
+        self.is_closing = True
+        for w in self.workers.values():
+            if w.take is not None and not w.take[0].done():
+                w.take[0].set_result([])
+            w.stop_event.set()
+            if w.remote and w.task is not None and not w.task.done():
+                w.task.cancel()  # SIGTERM now: a worker answered 204 asks again at once
+        for job in self.jobs.values():
+            job.touch()
+
     async def stop(self) -> None:
+        self.closing()
         tasks = [
             t
             for t in [self._ticker] + [w.task for w in self.workers.values()] + [j.task for j in self.jobs.values()]
             if t is not None and not t.done()
         ]
         for t in tasks:
-            t.cancel()
+            if not t.cancelling():  # a worker already stopping awaits its process's exit: let it
+                t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    def _note(self, kind: str, detail: str) -> None:
+    def note(self, kind: str, detail: str) -> None:
         self.events.append((self.now(), kind, detail))
         if len(self.events) > 10_000:
             del self.events[:1000]
@@ -171,7 +219,7 @@ class Endpoint:
     async def wait(self, job: EJob, seconds: float, *, until_chunk: bool = False) -> None:
         """Until the job is terminal (or has buffered chunks), at most ``seconds``."""
         deadline = self.now() + max(0.0, seconds)
-        while not job.terminal and not (until_chunk and job.buffer):
+        while not job.terminal and not (until_chunk and job.buffer) and not self.is_closing:
             remaining = deadline - self.now()
             if remaining <= 0:
                 return
@@ -190,7 +238,10 @@ class Endpoint:
         self._remind(job.retain_until, job)
         if job.task is not None:
             job.task.cancel()  # the handler really stops (async handlers at once, generators at their next yield)
-        self._note("cancel", job.id)
+        worker = self.workers.get(job.worker_id or "")
+        if worker is not None and worker.remote and job.id in worker.jobs:
+            self.stop_remote(worker, job.id)  # busy until its SDK lets go of it; a late result changes nothing
+        self.note("cancel", job.id)
         job.touch()
         self._reconcile()
 
@@ -246,15 +297,18 @@ class Endpoint:
     # --- scheduling -------------------------------------------------------------------
 
     def _dispatchable(self, w: EWorker) -> bool:
+        if w.remote:  # it asked for jobs: its SDK decides its concurrency
+            return w.take is not None and w.state in ("idle", "running")
         zombie = self.config.faults.zombie
         if zombie in ("ignores_queue", "stuck_running") and w.finished >= self.config.faults.zombie_after_jobs:
             return False
         return w.state in ("idle", "running") and len(w.jobs) < self.config.concurrency
 
     def _awake(self, w: EWorker, now: float) -> bool:
-        """The idle-pickup model: a worker idle for a while takes a moment to notice a job."""
+        """The idle-pickup model: a worker idle for a while takes a moment to notice a job (in-process workers
+        only: a real worker's pickup is whatever its SDK does)."""
         cfg = self.config
-        if cfg.idle_pickup_s <= 0 or w.state != "idle" or now - w.idle_since < cfg.hot_window_s:
+        if w.remote or cfg.idle_pickup_s <= 0 or w.state != "idle" or now - w.idle_since < cfg.hot_window_s:
             return True
         if w.wake_at is None:
             w.wake_at = now + cfg.idle_pickup_s
@@ -268,6 +322,9 @@ class Endpoint:
             if not (self.queue and self._dispatchable(w)) or not self._awake(w, now):
                 continue
             w.wake_at = None  # it noticed the queue: the next idle spell starts a new wake-up
+            if w.remote:
+                self._hand_over(w, now)
+                continue
             while self.queue and self._dispatchable(w):
                 job = self.jobs.get(self.queue.popleft())
                 if job is None or job.status != "IN_QUEUE":
@@ -278,13 +335,74 @@ class Endpoint:
         while len(self.workers) < desired:
             self._add_worker()
 
+    def _hand_over(self, w: EWorker, now: float) -> None:
+        """Answer a remote worker's held job take with up to as many queued jobs as it asked for."""
+        assert w.take is not None
+        reply, wanted = w.take
+        given: list[dict[str, Any]] = []
+        while self.queue and len(given) < wanted:
+            job = self.jobs.get(self.queue.popleft())
+            if job is None or job.status != "IN_QUEUE":
+                continue
+            job.status, job.started_at, job.worker_id = "IN_PROGRESS", now, w.id
+            w.jobs.add(job.id)
+            limit = job.policy.get("executionTimeout")
+            limit_s = limit / 1000 if isinstance(limit, (int, float)) and limit > 0 else self.config.execution_timeout_s
+            asyncio.get_running_loop().call_later(limit_s, self._timed_out, job, limit_s)
+            job.touch()
+            given.append({"id": job.id, "input": job.input})
+        if given:
+            w.take, w.state = None, "running"
+            if not reply.done():
+                reply.set_result(given)
+
+    def _timed_out(self, job: EJob, limit_s: float) -> None:
+        """A remote job past its executionTimeout: TIMED_OUT here, and its worker is told to stop it."""
+        w = self.workers.get(job.worker_id or "")
+        if job.status != "IN_PROGRESS" or w is None:
+            return
+        job.status, job.error = "TIMED_OUT", f"execution timeout: job ran longer than {limit_s:g} s"
+        self.finish(w, job, release=False)
+        self.stop_remote(w, job.id)
+
+    def dispatch(self) -> None:
+        """Hand queued jobs to workers that can take them (and start workers if the queue needs more)."""
+        self._reconcile()
+
+    def restart(self, w: EWorker, why: str) -> None:
+        """Stop a remote worker's process; its launcher starts a fresh one (a cold start again)."""
+        if self.launcher is not None:
+            self.note("restart", f"{w.id}: {why}")
+            w.state = "initializing"
+            asyncio.get_running_loop().create_task(self.launcher.stop(w))
+
+    def stop_remote(self, w: EWorker, job_id: str) -> None:
+        """Tell a remote worker to stop a job. It stays busy with it until it lets go: a late result for it, or a
+        heartbeat that no longer lists it (harness.emulator.workerapi); until then each heartbeat that still
+        lists it repeats the signal (runpod 1.12 drops a stop that arrives before the job's task exists)."""
+        w.stopping.add(job_id)
+        self.signal_stop(w, job_id)
+
+    def release(self, w: EWorker, job_id: str) -> None:
+        """A remote worker let go of a job it had been told to stop."""
+        w.stopping.discard(job_id)
+        if job_id in w.jobs:
+            w.jobs.discard(job_id)
+            self._settle(w, None)
+            self._reconcile()
+
+    def signal_stop(self, w: EWorker, job_id: str) -> None:
+        w.stops.append(job_id)
+        w.stop_event.set()
+
     def _add_worker(self) -> None:
-        w = EWorker(id=f"emu-{uuid.uuid4().hex[:12]}")
+        w = EWorker(id=f"emu-{uuid.uuid4().hex[:12]}", remote=self.launcher is not None)
         self.workers[w.id] = w
         if sum(1 for x in self.workers.values() if x.state == "throttled") < self.config.faults.throttled:
             w.state = "throttled"  # exists, never gets a GPU
             return
-        w.task = asyncio.get_running_loop().create_task(self._boot(w))
+        loop = asyncio.get_running_loop()
+        w.task = loop.create_task(self.launcher.run(w) if self.launcher is not None else self._boot(w))
 
     async def _boot(self, w: EWorker) -> None:
         """Cold start: wait for the machine, then import the handler (the expensive part on GPUs)."""
@@ -301,14 +419,14 @@ class Endpoint:
             except Exception as exc:
                 w.state = "unhealthy"
                 w.logs.append("".join(traceback.format_exception(exc)))
-                self._note("crash", f"{w.id}: {type(exc).__name__}: {exc}")
+                self.note("crash", f"{w.id}: {type(exc).__name__}: {exc}")
                 await asyncio.sleep(cfg.faults.crash_restart_s)  # the platform restarts it: a crash loop
                 continue
             w.cold_start_s = self.now() - t0
             report = getattr(getattr(w.handler, "engine", None), "load_report", None)
             if report:
                 w.logs.append(f"engine load: {report}")
-            self._note("ready", f"{w.id} in {w.cold_start_s:.3f}s" + (" (flashboot)" if flash else ""))
+            self.note("ready", f"{w.id} in {w.cold_start_s:.3f}s" + (" (flashboot)" if flash else ""))
             zombie = cfg.faults.zombie == "stuck_running" and cfg.faults.zombie_after_jobs == 0
             w.state, w.idle_since = ("running" if zombie else "idle"), self.now()
             self._reconcile()
@@ -350,26 +468,37 @@ class Endpoint:
         except asyncio.CancelledError:
             pass  # cancel() already set CANCELLED; TTL expiry removed the job
         finally:
-            now = self.now()
             if outcome is not None and job.status == "IN_PROGRESS":
                 job.status, job.output, job.error = outcome.status, outcome.output, outcome.error
-            if job.status in ("COMPLETED",):
-                self.completed += 1
-            elif job.status in ("FAILED", "TIMED_OUT"):
-                self.failed += 1
-            if job.finished_at is None or job.status != "CANCELLED":
-                job.finished_at = now
-            job.retain_until = now + self._retention(job)
-            self._remind(job.retain_until, job)
+            self.finish(w, job)
+
+    def finish(self, w: EWorker, job: EJob, *, release: bool = True) -> None:
+        """The job has its final status (or was cancelled): count it, keep it for its retention window, free
+        the worker (unless ``release`` is False: a remote worker still has to let go of it)."""
+        now = self.now()
+        if job.status in ("COMPLETED",):
+            self.completed += 1
+        elif job.status in ("FAILED", "TIMED_OUT"):
+            self.failed += 1
+        if job.finished_at is None or job.status != "CANCELLED":
+            job.finished_at = now
+        job.retain_until = now + self._retention(job)
+        self._remind(job.retain_until, job)
+        w.finished += 1
+        if release:
             w.jobs.discard(job.id)
-            w.finished += 1
-            if not w.jobs and w.state == "running":
-                w.state, w.idle_since = "idle", now
-                if cfg.faults.zombie == "stuck_running" and w.finished >= cfg.faults.zombie_after_jobs:
-                    w.state = "running"
-            self._note("finish", f"{job.id} {job.status}")
-            job.touch()
-            self._reconcile()
+            self._settle(w, now)
+        self.note("finish", f"{job.id} {job.status}")
+        job.touch()
+        self._reconcile()
+
+    def _settle(self, w: EWorker, now: float | None) -> None:
+        """A worker with no job left goes idle (unless a zombie fault keeps it 'running')."""
+        cfg = self.config
+        if not w.jobs and w.state == "running":
+            w.state, w.idle_since = "idle", now if now is not None else self.now()
+            if cfg.faults.zombie == "stuck_running" and w.finished >= cfg.faults.zombie_after_jobs:
+                w.state = "running"
 
     async def _tick_forever(self) -> None:
         while True:
@@ -409,6 +538,45 @@ class Endpoint:
             if len(self.workers) <= self.config.min_workers:
                 break
             del self.workers[w.id]
+            if w.task is not None and not w.task.done():
+                w.task.cancel()  # a remote worker's process is stopped (SIGTERM, then SIGKILL)
             self.last_scale_down = now
-            self._note("scale-down", w.id)
+            self.note("scale-down", w.id)
+        if self.launcher is not None:
+            self._check_pings(now)
+        self._reconcile()
+
+    def _check_pings(self, now: float) -> None:
+        """A remote worker silent for three ping intervals is lost: unhealthy, its jobs requeued, restarted."""
+        limit = 3 * self.config.ping_interval_ms / 1000
+        for w in list(self.workers.values()):
+            silent = w.last_ping is not None and now - w.last_ping > limit
+            if w.remote and silent and w.state in ("idle", "running") and self.launcher is not None:
+                self.worker_lost(w, f"no ping for {now - (w.last_ping or now):.0f} s")
+                asyncio.get_running_loop().create_task(self.launcher.stop(w))  # its run() starts a new one
+
+    def worker_lost(self, w: EWorker, why: str) -> None:
+        """A remote worker died or went silent: it is unhealthy, and each job it held goes back to the queue
+        once (the platform retries it), then fails."""
+        w.state = "unhealthy"
+        w.last_ping = None
+        w.stopping.clear()
+        if w.take is not None and not w.take[0].done():
+            w.take[0].set_result([])
+        w.take = None
+        self.note("lost", f"{w.id}: {why}")
+        for job_id in sorted(w.jobs):
+            job = self.jobs.get(job_id)
+            w.jobs.discard(job_id)
+            if job is None or job.terminal:
+                continue
+            if job.retries < 1:
+                job.status, job.started_at, job.worker_id = "IN_QUEUE", None, None
+                job.retries += 1
+                self.retried += 1
+                self.queue.appendleft(job.id)
+                job.touch()
+            else:
+                job.status, job.error = "FAILED", f"the worker running this job was lost twice ({why})"
+                self.finish(w, job)
         self._reconcile()

@@ -6,6 +6,7 @@ way. A client for it: ``RunPodClient.of(emulator)`` (the emulator never imports 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import socket
@@ -14,7 +15,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import uvicorn
@@ -23,27 +24,50 @@ from starlette.types import ASGIApp
 from harness.core.errors import ConfigError, HarnessError
 from harness.emulator.app import create_app
 from harness.emulator.config import EmulatorConfig, load_config
+from harness.emulator.processes import launcher_for
 
 __all__ = ["BackgroundServer", "Emulator", "fetch_state"]
 
 
-class BackgroundServer:
-    """``with BackgroundServer(app) as srv: srv.url`` — a free port on 127.0.0.1 unless told otherwise."""
+class _Server(uvicorn.Server):
+    """uvicorn, with a hook that runs on the server's loop as soon as shutdown begins (Ctrl-C or stop()): held
+    long polls are answered then, instead of being cancelled after the graceful-shutdown timeout."""
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    before_exit: Callable[[], None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.before_exit is not None and not self.should_exit:
+            self.before_exit()
+        super().handle_exit(sig, frame)
+
+
+class BackgroundServer:
+    """``with BackgroundServer(app) as srv: srv.url`` — a free port on 127.0.0.1 unless told otherwise.
+    ``before_exit`` runs on the server's loop when shutdown begins."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        before_exit: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.before_exit = before_exit
         self.sock: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def _prepare(self) -> uvicorn.Server:
+    def _prepare(self) -> _Server:
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and without it
         # every keep-alive reply (headers, then body) waits ~40 ms for a delayed ACK.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -59,15 +83,20 @@ class BackgroundServer:
         config = uvicorn.Config(
             self.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
+        self._server.before_exit = self.before_exit
         return self._server
+
+    async def _serve(self, server: _Server, sock: socket.socket) -> None:
+        self._loop = asyncio.get_running_loop()
+        await server.serve(sockets=[sock])
 
     def start(self, timeout: float = 15.0) -> BackgroundServer:
         server = self._prepare()
         sock = self.sock
         assert sock is not None
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), name="devai-server", daemon=True
+            target=lambda: asyncio.run(self._serve(server, sock)), name="devai-server", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -80,9 +109,12 @@ class BackgroundServer:
 
     def stop(self) -> None:
         if self._server is not None:
+            if self.before_exit is not None and self._loop is not None and not self._server.should_exit:
+                with contextlib.suppress(RuntimeError):  # the loop may have ended already
+                    self._loop.call_soon_threadsafe(self.before_exit)
             self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(30)
         if self.sock is not None:
             self.sock.close()
         self._server = self._thread = self.sock = None
@@ -94,7 +126,7 @@ class BackgroundServer:
         if on_ready is not None:
             on_ready(self.port)
         try:
-            asyncio.run(server.serve(sockets=[self.sock]))
+            asyncio.run(self._serve(server, self.sock))
         finally:
             self.sock.close()
 
@@ -116,18 +148,29 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        echo: Callable[[str, str], None] | None = None,
+        worker_logs: str | Path | None = None,
         **overrides: Any,
     ) -> None:
+        """``echo(worker_id, line)`` and ``worker_logs`` (a folder) receive what real workers print."""
         base = config if isinstance(config, EmulatorConfig) else load_config(config)
         self.config = _merge(base, overrides).with_key()
         engine = self.config.worker.get("engine", "scripted")
-        if self.config.handler == "builtin" and engine != "transformers":  # fail here, not as a crash loop later
+        remote = self.config.remote_workers
+        if self.config.handler == "builtin" and engine != "transformers" and not remote:  # fail here, not later
             # (a transformers engine is not built twice: loading a model is the workers' cold start)
             from harness.emulator.worker import make_handler
 
             make_handler(self.config.worker)
         self.host = host
-        self._server = BackgroundServer(create_app(self.config), host=host, port=port)
+        launcher = launcher_for(
+            self.config,
+            lambda: self.worker_base_url,
+            echo=echo,
+            log_dir=Path(worker_logs) if worker_logs is not None else None,
+        )
+        app = create_app(self.config, launcher=launcher)
+        self._server = BackgroundServer(app, host=host, port=port, before_exit=lambda: app.state.endpoint.closing())
 
     @property
     def port(self) -> int:
@@ -137,6 +180,12 @@ class Emulator:
     def base_url(self) -> str:
         """What RunPodClient takes as base_url (RunPod's is https://api.runpod.ai/v2)."""
         return f"{self._server.url}/v2"
+
+    @property
+    def worker_base_url(self) -> str:
+        """Where workers on this machine reach it (a wildcard listen address is reached on loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}/v2"
 
     @property
     def endpoint_url(self) -> str:

@@ -15,7 +15,6 @@ that path is what our tests cover). Where Docker exists::
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,31 +23,10 @@ import httpx
 
 from harness.core.errors import ShapeError, WorkerError
 from harness.core.shapes import extract
+from harness.emulator.processes import docker_available
 from harness.preflight.workercheck import WorkerReport, load_test_input
 
 __all__ = ["check_container", "docker_available"]
-
-
-def docker_available() -> tuple[bool, str]:
-    """(True, "") or (False, why) — without starting anything."""
-    try:
-        import docker
-    except ImportError:
-        return False, "testcontainers/docker are not installed: pip install 'devai-harness[containers]'"
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host and not Path("/var/run/docker.sock").exists():
-        # Checked first: the docker SDK leaks its socket when it fails to reach an engine.
-        return False, "no Docker engine: DOCKER_HOST is unset and /var/run/docker.sock does not exist"
-    client = None
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # docker.errors.DockerException and friends: no engine reachable
-        return False, f"no Docker engine reachable at {host or '/var/run/docker.sock'} ({type(exc).__name__})"
-    finally:
-        if client is not None:
-            client.close()
-    return True, ""
 
 
 def _probe_api(base: str, job_input: Any, timeout: float) -> tuple[str, Any]:
