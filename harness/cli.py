@@ -256,18 +256,18 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
     if args.target == "container":
         from harness.preflight.containers import check_container
 
-        report = check_container(
-            args.image, job_input=args.input, crash_window_s=args.crash_window, port=args.container_port
-        )
+        report = check_container(args.image, job_input=args.input, jobs=args.jobs, job_timeout=args.job_timeout)
     else:
         if not args.handler:
             raise ConfigError(
-                "worker-check: give a handler (path/to/handler.py[:name]) or --target container --image IMAGE"
+                "worker-check: give a worker file (handler.py), a function (handler.py:name) "
+                "or --target container --image IMAGE"
             )
         from harness.preflight.workercheck import check_worker
 
         report = check_worker(
             args.handler,
+            python=args.python,
             job_input=args.input,
             import_timeout=args.import_timeout,
             slow_import_s=args.slow_import,
@@ -434,8 +434,15 @@ def _add_emulate(sub: Any) -> None:
 
 
 def _add_worker_check(sub: Any) -> None:
-    p = sub.add_parser("worker-check", help="will this RunPod handler survive a deploy? (import, test input, jobs)")
-    p.add_argument("handler", nargs="?", help="path/to/handler.py[:function] (default function: handler)")
+    p = sub.add_parser("worker-check", help="will this RunPod worker survive a deploy? (import, start, jobs)")
+    p.add_argument(
+        "handler",
+        nargs="?",
+        help="a worker file (handler.py, run as a real worker) or handler.py:function (a plain function, in-process)",
+    )
+    p.add_argument(
+        "--python", metavar="PATH", help="the worker's interpreter (default: a venv beside the file, else python3)"
+    )
     p.add_argument("--input", help='test input JSON ({"input": {...}} or the bare input); default test_input.json')
     p.add_argument("--import-timeout", type=_positive, default=120.0, help="seconds the import may take")
     p.add_argument("--slow-import", type=_positive, default=10.0, help="warn when the import takes longer (seconds)")
@@ -444,8 +451,6 @@ def _add_worker_check(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
     p.add_argument("--target", choices=["local", "container"], default="local")
     p.add_argument("--image", help="worker image for --target container (needs a Docker engine)")
-    p.add_argument("--container-port", type=_port, default=8000, help="the image's API port (default 8000)")
-    p.add_argument("--crash-window", type=_positive, default=15.0, help="seconds the container must stay up")
     p.set_defaults(func=_cmd_worker_check)
 
 

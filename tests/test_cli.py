@@ -62,7 +62,7 @@ BAD_INPUTS = {
     "check-suite": (["check", "--suite", "{missing}"], "no test_devai_tasks.py there"),
     "report-missing": (["report", "{missing}"], "no such run directory"),
     "report-glob": (["report", "/nonexistent-dir-*"], "matches no run directory"),
-    "worker-check-none": (["worker-check"], "give a handler"),
+    "worker-check-none": (["worker-check"], "give a worker file"),
     "unknown-command": (["frobnicate"], "invalid choice"),
 }
 

@@ -12,9 +12,18 @@ from typing import Any
 
 import pytest
 
-from harness import ColdStartTooSlow, JobStatus, JobTimedOut, RunPodClient, ZombieWorker
+from harness import (
+    ColdStartTooSlow,
+    JobFailed,
+    JobStatus,
+    JobTimedOut,
+    RunPodClient,
+    WorkerError,
+    ZombieWorker,
+    extract,
+)
 from harness.emulator import Emulator
-from tests.realsystems import WORKERS, runpod_python
+from tests.realsystems import WORKERS, runpod_python, runpod_version
 
 pytestmark = pytest.mark.system
 
@@ -49,7 +58,7 @@ async def test_the_canonical_worker_file_runs_under_the_sdk(canonical: Emulator)
     async with RunPodClient.of(canonical) as rp:
         jobs = [await rp.run({"prompt": f"hello {i}"}, timeout=60) for i in range(3)]
         health = await rp.health()
-    assert [j.output for j in jobs] == [{"echo": f"hello {i}", "words": 2} for i in range(3)]
+    assert [j.output for j in jobs] == [f"you said: hello {i}" for i in range(3)]
     (w,) = canonical.state()["workers"]
     assert w["sdk"] == "1.12.0" and w["starts"] == 1  # its heartbeat reports the SDK version
     assert 0 < w["milestones"]["sdk_start"] <= w["milestones"]["first_take"] == pytest.approx(w["cold_start_s"])
@@ -192,3 +201,29 @@ async def test_workers_get_their_own_key_never_the_users(monkeypatch: pytest.Mon
     assert job.output["user_key_present"] is False
     assert job.output["worker_key"] == emu.config.worker_key != emu.config.api_key
     assert job.output["pod_id"] == job.worker_id
+
+
+@pytest.mark.parametrize(("version", "failed"), [("1.12", True), ("1.6", False)])
+async def test_a_yielded_error_object_fails_the_job_only_on_newer_sdks(version: str, failed: bool) -> None:
+    """runpod >= 1.7.7 fails a job whose generator yields {"error": ...}; 1.6 completes it with the error object in
+    its output. Either way the caller learns the worker's message: as JobFailed, or from extract() as WorkerError."""
+    with worker("yields_error", worker_command=f"{runpod_python(version)} yields_error.py") as emu:
+        async with RunPodClient.of(emu) as rp:
+            if failed:
+                with pytest.raises(JobFailed, match="model overloaded"):
+                    await rp.run({}, timeout=60)
+                return
+            job = await rp.run({}, timeout=60)
+    assert job.status is JobStatus.COMPLETED and runpod_version(runpod_python(version)).startswith("1.6.")
+    with pytest.raises(WorkerError, match="model overloaded") as info:
+        extract(job.output)
+    assert info.value.code == 503
+
+
+async def test_a_relative_worker_command_that_is_not_there_says_where_it_ran() -> None:
+    with worker("canonical", worker_command="no/such/python canonical.py") as emu:
+        async with RunPodClient.of(emu, stuck_after_s=2, health_every_s=0.5) as rp:
+            with pytest.raises(ZombieWorker):
+                await rp.run({}, timeout=30)
+        logs = "\n".join(emu.state()["workers"][0]["logs"])
+    assert f"could not start no/such/python: No such file or directory (a relative path: it runs in {WORKERS})" in logs

@@ -1,6 +1,7 @@
 """The main job against `devai-harness emulate` as a live RunPod target: the whole suite runs (the devai tasks
 through both input forms and the endpoint's /openai/v1 route, the protocol scenarios that apply to a live
-endpoint) and the run exits 0. System stage: it takes about a minute and a half."""
+endpoint) and the run exits 0 — with the reference worker in-process, and as a real worker file driven by the
+runpod SDK through the worker API. System stage: about a minute and a half each."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 KEY = "local-system-test-key"
+EMULATE = [sys.executable, "-m", "harness.cli", "emulate"]
 
 
 def free_port() -> int:
@@ -23,12 +25,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def reference_worker() -> list[str]:
+    """The reference worker as a real worker file under the runpod SDK, answering the task cases' good answers."""
+    from harness.conformance.check import find_suite
+    from harness.conformance.tasks import load_cases, scripted_rules
+    from tests.realsystems import runpod_python
+
+    suite = find_suite()
+    assert suite is not None
+    options = {"responses": scripted_rules(load_cases(suite / "tasks"))}
+    command = f"{runpod_python()} -m harness.emulator.refworker"
+    env = [f"DEVAI_WORKER_OPTIONS={json.dumps(options)}", "DEVAI_WORKER_CONCURRENCY=8"]
+    return ["--worker", command, "--worker-cwd", str(ROOT), *(a for e in env for a in ("--worker-env", e))]
+
+
 @pytest.mark.system
-def test_check_against_an_emulate_endpoint_runs_the_whole_suite_and_passes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker", ["in-process", "sdk-worker"])
+def test_check_against_an_emulate_endpoint_runs_the_whole_suite_and_passes(tmp_path: Path, worker: str) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OPENAI_"))} | {"RUNPOD_API_KEY": KEY}
+    extra = reference_worker() if worker == "sdk-worker" else []
     emu = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "emulate", "--port", str(port), "--api-key-env", "RUNPOD_API_KEY"],
+        [*EMULATE, "--port", str(port), "--api-key-env", "RUNPOD_API_KEY", "--quiet-workers", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,9 +1,11 @@
-"""worker-check on example handlers (each made by us): every one gets the verdict it deserves."""
+"""worker-check on example handler functions (``FILE:function``, in-process; each made by us): every one gets the
+verdict it deserves. Worker files run under the real runpod SDK are in test_workercheck_real.py (system stage)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ HANDLERS = Path(__file__).parent / "handlers"
 
 def run(name: str, **kwargs: object) -> WorkerReport:
     options: dict[str, object] = {"jobs": 2, "stuck_after_s": 1.5, "slow_import_s": 0.3, **kwargs}
-    return check_worker(str(HANDLERS / name), **options)  # type: ignore[arg-type]
+    spec = name if ":" in name else f"{name}:handler"
+    return check_worker(str(HANDLERS / spec), **options)  # type: ignore[arg-type]
 
 
 def status(report: WorkerReport, name: str) -> str:
@@ -85,7 +88,7 @@ def test_generators_are_drained_and_aggregated(spec: str, shape: str) -> None:
     ("spec", "check", "text"),
     [
         ("generator_handler.py:yields_error", "job #1 (cold)", "yielded error after one chunk"),
-        ("unknown_shape_handler.py", "output shape", "no known output shape"),
+        ("unknown_shape_handler.py:handler", "output shape", "no known output shape"),
         ("async_generator_handler.py:handler", "output shape", "no known output shape"),
         ("sync_handler.py:nope", "handler", "no callable 'nope'"),
     ],
@@ -100,30 +103,51 @@ def test_failing_handlers(spec: str, check: str, text: str) -> None:
 def test_test_input_json_beside_the_handler_and_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copy(HANDLERS / "good_handler.py", tmp_path / "handler.py")
     (tmp_path / "test_input.json").write_text(json.dumps({"input": {"prompt": "from the file"}}))
-    assert main(["worker-check", str(tmp_path / "handler.py"), "--jobs", "1", "--json"]) == 0
+    assert main(["worker-check", f"{tmp_path / 'handler.py'}:handler", "--jobs", "1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True
     assert any(c["summary"] == "from test_input.json" for c in data["checks"])
     assert data["jobs"][0]["shape"] == "vllm-native-tokens"
-    assert main(["worker-check", str(HANDLERS / "exits_at_import.py"), "--jobs", "1", "--json"]) == 1
+    assert main(["worker-check", f"{HANDLERS / 'exits_at_import.py'}:handler", "--jobs", "1", "--json"]) == 1
 
 
-def test_missing_handler_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
-    assert not check_worker("no/such/handler.py").ok
-    assert main(["worker-check", str(HANDLERS / "good_handler.py"), "--input", "{not json"]) == 2  # bad input
-    assert "not valid JSON" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["no/such/handler.py"], "no/such/handler.py: no such file"),
+        ([str(HANDLERS)], "is a directory: give the worker file"),
+        (["good_handler.py:handler", "--input", "{not json"], "--input is not valid JSON"),
+        (["good_handler.py:handler", "--python", "python3"], "--python applies to a worker FILE"),
+        (["good_handler.py", "--python", "/no/such/python"], "--python /no/such/python: no such interpreter"),
+    ],
+)
+def test_what_cannot_be_checked_is_one_line_at_once(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(HANDLERS / a) if a.startswith("good_handler") else a for a in argv]
+    assert main(["worker-check", *argv]) == 2
+    err = capsys.readouterr().err
+    assert error in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_missing_function_is_reported_without_running_the_emulator() -> None:
+    report = run("sync_handler.py:nope")
+    assert [(c.name, c.status) for c in report.checks] == [("import", "pass"), ("handler", "fail")]
+    assert "no callable 'nope' in sync_handler.py" in report.render() and report.jobs == []
+
+
+def test_a_plain_function_file_given_as_a_worker_file_never_starts_the_sdk() -> None:
+    report = check_worker(str(HANDLERS / "good_handler.py"), python=sys.executable, jobs=1)
+    assert not report.ok and report.jobs == []  # nothing is run: it would never take a job
+    (start,) = [c for c in report.checks if c.name == "runpod.serverless.start"]
+    assert start.status == "fail" and "never calls runpod.serverless.start" in start.summary
+    assert "handler.py:function" in start.summary or "FILE:function" in start.summary
 
 
 @pytest.mark.skipif(docker_available()[0], reason="a Docker engine is here: the skip path cannot be exercised")
-def test_container_target_without_docker_is_skipped_with_the_reason() -> None:
+def test_container_target_without_docker_is_not_checked_with_the_reason() -> None:
     report = check_container("python:3.11-slim")
     assert [c.status for c in report.checks] == ["skip"]
     assert "no Docker engine" in report.checks[0].summary or "not installed" in report.checks[0].summary
     assert not report.ok  # nothing was checked: never a silent pass
     assert "NOT CHECKED" in report.render()
-
-
-@pytest.mark.skipif(not docker_available()[0], reason=f"needs a Docker engine: {docker_available()[1]}")
-def test_container_stays_up_and_answers() -> None:  # pragma: no cover - runs only where Docker exists
-    report = check_container("vllm/vllm-openai:latest", crash_window_s=10)
-    assert report.ok, report.render()

@@ -161,7 +161,10 @@ class RunPodClient(ClientLifecycle):
                 return data  # a runsync failure arrives as HTTP 400 carrying the FAILED job
         if resp.status_code >= 400:
             route = path.strip("/").split("/", 1)[0]
-            raise self._core.status_error(method, resp, runpod_hint(resp.status_code, route))
+            hint = runpod_hint(resp.status_code, route)
+            if self.sdk_local and resp.status_code == 500 and route in ("status", "stream"):
+                hint = "the SDK's local server runs the handler inside this request: it raised (see its console)"
+            raise self._core.status_error(method, resp, hint)
         return self._core.json(method, resp)
 
     async def submit(self, input: Any, *, policy: Mapping[str, Any] | None = None, webhook: str | None = None) -> str:
@@ -237,7 +240,8 @@ class RunPodClient(ClientLifecycle):
                 else:
                     await self._give_up(w, action)
         except TransportError as exc:
-            exc.add_note(f"job {job_id} may still be queued or running (and billing)")
+            if not self.sdk_local:  # the local server runs a job inside the request that fetches it
+                exc.add_note(f"job {job_id} may still be queued or running (and billing)")
             raise
         finally:
             if w.long_poll is not None:

@@ -203,7 +203,9 @@ class ProcessLauncher(_Launcher):
                 start_new_session=True,  # its own process group: the SDK's ping process goes with it
             )
         except OSError as exc:
-            self.line(w, f"[emulator] could not start {self.argv[0]}: {exc.strerror}")
+            relative = "/" in self.argv[0] and not os.path.isabs(self.argv[0])
+            where = f" (a relative path: it runs in {self.cwd.resolve()})" if relative else ""
+            self.line(w, f"[emulator] could not start {self.argv[0]}: {exc.strerror}{where}")
             return 127
         self._procs[w.id] = proc
         reader = asyncio.get_running_loop().create_task(self._read(w, proc))
@@ -274,31 +276,44 @@ class ContainerLauncher(_Launcher):
     def describe(self) -> str:
         return f"container {self.config.worker_image} (network host)"
 
+    async def _start(self, w: EWorker) -> Any:
+        """The worker's container, started: a crashed one is started again (as the platform restarts it, and
+        without copying the image again), else a new one. None when Docker refused."""
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        from testcontainers.core.container import DockerContainer
+
+        try:
+            existing = self._containers.get(w.id)
+            if existing is not None:
+                wrapped = existing.get_wrapped_container()
+                await asyncio.to_thread(wrapped.start)
+                return wrapped
+            container = DockerContainer(self.config.worker_image).with_kwargs(network_mode="host")
+            for key, value in self.env(w).items():
+                container = container.with_env(key, value)
+            await asyncio.to_thread(container.start)
+        except Exception as exc:  # the docker SDK's errors: a missing image, a daemon error
+            self.line(w, f"[emulator] could not start the container: {type(exc).__name__}: {exc}")
+            return None
+        self._containers[w.id] = container
+        return container.get_wrapped_container()
+
     def env(self, w: EWorker) -> dict[str, str]:  # a container gets the platform's variables, not the host's
         return worker_env(self.config, self.public_url(), w.id) | dict(self.config.worker_env)
 
     async def start_and_wait(self, w: EWorker) -> int:
-        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-        from testcontainers.core.container import DockerContainer
-
-        container = DockerContainer(self.config.worker_image).with_kwargs(network_mode="host")
-        for key, value in self.env(w).items():
-            container = container.with_env(key, value)
-        try:
-            await asyncio.to_thread(container.start)
-        except Exception as exc:  # the docker SDK's errors: a missing image, a daemon error
-            self.line(w, f"[emulator] could not start the container: {type(exc).__name__}: {exc}")
+        since = int(time.time())  # a restarted container's log stream begins with this run
+        wrapped = await self._start(w)
+        if wrapped is None:
             return 125
-        self._containers[w.id] = container
-        wrapped = container.get_wrapped_container()
         loop = asyncio.get_running_loop()
 
         def follow() -> None:
-            for raw in wrapped.logs(stream=True, follow=True):
+            for raw in wrapped.logs(stream=True, follow=True, since=since):
                 text = raw.decode("utf-8", "replace").rstrip("\n")
                 loop.call_soon_threadsafe(self.line, w, text)
 
-        reader = asyncio.to_thread(follow)
+        reader = asyncio.ensure_future(asyncio.to_thread(follow))
         result = await asyncio.to_thread(wrapped.wait)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(reader, 5)

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from harness.core.errors import ConfigError, HarnessError
 from harness.emulator.app import create_app
 from harness.emulator.config import EmulatorConfig, load_config
+from harness.emulator.pool import Endpoint
 from harness.emulator.processes import launcher_for
 
 __all__ = ["BackgroundServer", "Emulator", "fetch_state"]
@@ -170,11 +171,19 @@ class Emulator:
             log_dir=Path(worker_logs) if worker_logs is not None else None,
         )
         app = create_app(self.config, launcher=launcher)
+        self._app = app
         self._server = BackgroundServer(app, host=host, port=port, before_exit=lambda: app.state.endpoint.closing())
 
     @property
     def port(self) -> int:
         return self._server.port
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The emulated endpoint itself (its jobs and workers), for benchmarks and tests in this process; it exists
+        while the emulator runs."""
+        endpoint: Endpoint = self._app.state.endpoint
+        return endpoint
 
     @property
     def base_url(self) -> str:

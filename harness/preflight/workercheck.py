@@ -1,155 +1,95 @@
-"""``devai-harness worker-check``: will this handler survive a deploy?
+"""``devai-harness worker-check``: will this worker survive a deploy?
 
-1. Import it in a fresh subprocess with a time limit (:mod:`harness.preflight.importprobe`): import time, the
-   slowest lines, heavy import-time work (frameworks, weights, network, servers, threads, CUDA) named
-   by file and line, and the crash or hang itself.
-2. Run it the way the platform does, under the emulator in a second subprocess: the test input first
-   (a cold start: delayTime includes the import), then more jobs (warm), each output recognised by
-   :func:`harness.core.shapes.extract`. A handler that dies at import shows its crash loop and traceback
+Two modes, by what is given:
+
+* ``FILE`` — a RunPod worker file (it ends in ``runpod.serverless.start(...)``), run as the platform runs it: with
+  the worker's own interpreter (``--python``; else a venv beside the file; else ``python3`` on PATH — the report
+  says which), so the runpod SDK version the user pinned drives it.
+* ``FILE:function`` — a plain handler function, run in-process by the emulator (the fast path).
+
+Either way:
+
+1. The file is imported in a fresh subprocess with a time limit (:mod:`harness.preflight.importprobe`, run by
+   that interpreter): import time, the slowest lines, heavy import-time work the user's own lines did (frameworks,
+   weights, network, servers, threads, CUDA), the crash or hang itself, and — for a worker file — whether and how
+   it calls ``runpod.serverless.start``.
+2. It runs under the emulator (:mod:`harness.preflight.jobrun`): the test input first (a cold start: delayTime
+   includes the import), then more jobs (warm). A worker that dies at import shows its crash loop and traceback
    instead of a job stuck IN_QUEUE.
 
-Everything runs in subprocesses: a handler may exit, hang or grab a GPU while it is imported.
+What cannot get better by waiting (a directory, a missing file or function, a module the interpreter lacks, a file
+that never starts the SDK) is reported at once, in one line.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.clients.runpod import RunPodClient
-from harness.core.errors import DiagnosedTimeout, HarnessError, JobError, ShapeError, WorkerError, ZombieWorker
-from harness.core.shapes import extract
-from harness.emulator.serving import fetch_state
-from harness.preflight.importprobe import MARKER
+from harness.core.errors import ConfigError
+from harness.preflight import importprobe
+from harness.preflight.jobrun import run_under_emulator, user_traceback
+from harness.preflight.report import EVENT_TITLES, WorkerReport, load_test_input
 
-__all__ = ["CheckResult", "WorkerReport", "check_worker", "load_test_input"]
+__all__ = ["WorkerReport", "check_worker", "choose_python", "run_import_probe"]
 
-FIX_LAZY = (
-    "import-time work runs on every cold start, before runpod.serverless.start(); if it fails, the "
-    "container dies with no logs and jobs sit IN_QUEUE (field report 002). Load lazily on the first "
-    "request (or guard it and log before each heavy step)."
-)
-_EVENT_TITLES = {
-    "heavy-import": "framework imported at import time",
-    "weights-opened": "weight file opened at import time",
-    "network": "network access at import time",
-    "server": "socket bound (a server?) at import time",
-    "subprocess": "subprocess started at import time",
-}
+MARKER = importprobe.MARKER
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
 
-_IMPORT_CHECKS = frozenset(
-    {
-        "import",
-        "import time",
-        "threads started at import time",
-        "CUDA initialised at import time",
-        *_EVENT_TITLES.values(),
-    }
-)
-
-
-@dataclass(slots=True)
-class CheckResult:
-    name: str
-    status: str  # pass | warn | fail | skip
-    summary: str
-    details: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class WorkerReport:
-    handler: str
-    checks: list[CheckResult] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-    import_probe: dict[str, Any] = field(default_factory=dict)
-    logs: list[str] = field(default_factory=list)
-
-    @property
-    def checked(self) -> bool:
-        return any(c.status != "skip" for c in self.checks)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed, and something was actually checked (all-skipped is not a pass)."""
-        return self.checked and not any(c.status == "fail" for c in self.checks)
-
-    def add(self, name: str, status: str, summary: str, details: list[str] | None = None) -> None:
-        self.checks.append(CheckResult(name, status, summary, details or []))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "handler": self.handler,
-            "ok": self.ok,
-            "checks": [asdict(c) for c in self.checks],
-            "jobs": self.jobs,
-            "import_probe": self.import_probe,
-            "logs": self.logs[-50:],
-        }
-
-    def render(self) -> str:
-        marks = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
-        out = [f"worker-check {self.handler}"]
-        for c in self.checks:
-            out.append(f"  {marks[c.status]}  {c.name}: {c.summary}")
-            out.extend(f"          {line}" for line in c.details)
-        if self.jobs:
-            out.append("  jobs under the emulator (delayTime includes the cold start and the import):")
-            for j in self.jobs:
-                delay, ex = (("-" if v is None else v) for v in (j["delay_ms"], j["execution_ms"]))
-                out.append(
-                    f"          #{j['n']} {j['phase']:4s} {j['status']:9s} delay {delay} ms, "
-                    f"execution {ex} ms, shape {j['shape']}"
-                )
-        if self.logs:
-            out.append(f"  the handler printed {len(self.logs)} line(s) while importing; last: {self.logs[-1][:120]}")
-        if any(c.status in ("warn", "fail") and c.name in _IMPORT_CHECKS for c in self.checks):
-            out.append(f"  how to fix: {FIX_LAZY}")
-        fails, warns = (sum(c.status == s for c in self.checks) for s in ("fail", "warn"))
-        verdict = "OK" if self.ok else ("NOT READY" if self.checked else "NOT CHECKED")
-        out.append(f"verdict: {verdict} ({fails} failed, {warns} warnings)")
-        return "\n".join(out)
-
-
-def load_test_input(handler_path: Path, given: str | None) -> tuple[Any, str]:
-    """``--input`` JSON, else test_input.json beside the handler (RunPod's convention), else a default.
-    ``{"input": {...}}`` and a bare input are both accepted."""
-    if given is not None:
-        source, text = "--input", given
-    elif (handler_path.parent / "test_input.json").is_file():
-        source, text = "test_input.json", (handler_path.parent / "test_input.json").read_text(encoding="utf-8")
-    else:
-        return {"prompt": "Hello"}, "default input {'prompt': 'Hello'} (no --input, no test_input.json)"
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        from harness.core.errors import ConfigError
-
-        raise ConfigError(f"{source} is not valid JSON: {exc}") from None
-    if isinstance(data, dict) and set(data) == {"input"}:
-        data = data["input"]
-    return data, source
-
-
-def _split(spec: str) -> tuple[Path, str]:
+def _split(spec: str) -> tuple[Path, str | None]:
+    """``FILE`` (a worker file) or ``FILE.py:function``."""
     target, sep, name = spec.rpartition(":")
-    if not sep or not target.endswith(".py"):
-        target, name = spec, "handler"
-    return Path(target), name or "handler"
+    if sep and target.endswith(".py") and name.isidentifier():
+        return Path(target), name
+    return Path(spec), None
 
 
-def run_import_probe(spec: str, timeout: float) -> tuple[dict[str, Any], list[str], str | None]:
+def _existing_file(path: Path) -> Path:
+    if path.is_dir():
+        inside = path / "handler.py"
+        hint = f" (e.g. {inside})" if inside.is_file() else ""
+        raise ConfigError(f"{path} is a directory: give the worker file{hint}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return path.resolve()
+
+
+def choose_python(handler: Path, given: str | None) -> tuple[str, str]:
+    """(interpreter, how it was chosen): ``--python``, else a venv beside the handler (its folder or the one above),
+    else ``python3`` on PATH."""
+    if given:
+        found = shutil.which(given) or given
+        if not (Path(found).is_file() and os.access(found, os.X_OK)):
+            raise ConfigError(f"--python {given}: no such interpreter")
+        return os.path.abspath(found), "--python"
+    for folder in (handler.parent, handler.parent.parent):
+        for venv in (".venv", "venv"):
+            candidate = folder / venv / "bin" / "python"
+            if candidate.is_file():
+                return str(candidate), f"the venv beside the handler ({folder / venv})"
+    on_path = shutil.which("python3")
+    if on_path is None:
+        raise ConfigError("no python3 on PATH: give the worker's interpreter with --python")
+    return on_path, "python3 on PATH"
+
+
+def run_import_probe(
+    target: str, timeout: float, *, python: str = sys.executable, worker: bool = False, cwd: Path | None = None
+) -> tuple[dict[str, Any], list[str], str | None]:
     """(probe result, the handler's own output lines, the line it hung on if it timed out)."""
-    cmd = [sys.executable, "-m", "harness.preflight.importprobe", spec]
+    cmd = [python, str(Path(importprobe.__file__).resolve()), target, *(["--worker"] if worker else [])]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(), check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False)
         out, err, hung = proc.stdout, proc.stderr, None
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -165,174 +105,112 @@ def run_import_probe(spec: str, timeout: float) -> tuple[dict[str, Any], list[st
         elif line.strip():
             logs.append(line)
     if not result and hung is None:
-        result = {
-            "ok": False,
-            "error": "the import probe died without a report (killed by a signal?)",
-            "error_type": "ProcessDied",
-            "exit_code": proc.returncode,
-        }
+        died = "the import probe died without a report (killed by a signal?)"
+        result = {"ok": False, "error": died, "error_type": "ProcessDied", "exit_code": proc.returncode}
     return result, logs, hung
 
 
-def _user_traceback(text: str, handler_file: str) -> list[str]:
-    """The traceback from the first frame in the handler's folder on (our probe's frames dropped)."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    folder = str(Path(handler_file).resolve().parent)
-    start = next((i for i, line in enumerate(lines) if folder in line), max(0, len(lines) - 6))
-    return lines[start:][-12:]
+def _import_failed(report: WorkerReport, probe: dict[str, Any], path: Path, python: str) -> bool:
+    """Report a failed import; True when waiting for a crash loop cannot tell more (a missing module)."""
+    missing = probe.get("missing_module")
+    if missing:
+        lines = _FRAME.findall(str(probe.get("error", "")))
+        mine = [f"{os.path.relpath(f, path.parent)}:{n}" for f, n in lines if Path(f).is_relative_to(path.parent)]
+        where = f" (imported at {mine[-1]})" if mine else ""
+        how = f"pip install {missing.split('.')[0]} there" if missing.split(".")[0] == "runpod" else "install it there"
+        summary = f"No module named {missing!r}{where} in {python}: {how}, or choose the interpreter with --python"
+        report.add("missing module", "fail", summary)  # not import-time work: no "load lazily" advice
+        return True
+    tb = user_traceback(str(probe.get("error", "")), path.parent)
+    died = "on RunPod this container exits before logging is set up: no logs, jobs stuck IN_QUEUE"
+    report.add("import", "fail", f"importing the handler raised {probe.get('error_type')}", [*tb, died])
+    return False
 
 
 def _import_checks(
     report: WorkerReport, probe: dict[str, Any], hung: str | None, timeout: float, slow_s: float
 ) -> None:
     if hung is not None:
-        report.add(
-            "import",
-            "fail",
-            f"did not finish within {timeout:g} s: hung at {hung}",
-            ["RunPod marks a worker unhealthy after ~7 min of cold start; jobs wait IN_QUEUE meanwhile"],
-        )
-        return
-    if not probe.get("ok"):
-        tb = _user_traceback(str(probe.get("error", "")), report.handler.rpartition(":")[0])
-        report.add(
-            "import",
-            "fail",
-            f"importing the handler raised {probe.get('error_type')}",
-            [*tb, "on RunPod this container exits before logging is set up: no logs, jobs stuck IN_QUEUE"],
-        )
+        waits = "RunPod marks a worker unhealthy after ~7 min of cold start; jobs wait IN_QUEUE meanwhile"
+        report.add("import", "fail", f"did not finish within {timeout:g} s: hung at {hung}", [waits])
         return
     report.add("import", "pass", f"imported in {probe['import_s']:.2f} s")
-    if not probe.get("callable"):
-        report.add("handler", "fail", f"no callable {report.handler.rpartition(':')[2]!r} in the module")
-    else:
-        report.add("handler", "pass", f"{probe.get('kind')} handler")
     slow = [f"{s['where']}: {s['seconds']:.2f} s" for s in probe.get("slowest_lines", [])]
     if probe["import_s"] > slow_s:
         report.add("import time", "warn", f"{probe['import_s']:.2f} s > {slow_s:g} s", slow)
     by_kind: dict[str, list[str]] = {}
     for ev in probe.get("events", []):
-        by_kind.setdefault(ev["kind"], []).append(f"{ev['where'] or 'in a library'}: {ev['detail']}")
+        by_kind.setdefault(ev["kind"], []).append(f"{ev['where']}: {ev['detail']}")
     for kind, lines in by_kind.items():
-        report.add(_EVENT_TITLES.get(kind, kind), "warn", f"{len(lines)} occurrence(s)", lines[:5])
+        report.add(EVENT_TITLES.get(kind, kind), "warn", f"{len(lines)} occurrence(s)", lines[:5])
     if probe.get("threads"):
         report.add("threads started at import time", "warn", ", ".join(probe["threads"][:5]))
     if probe.get("cuda_initialized"):
         report.add("CUDA initialised at import time", "warn", "torch.cuda was initialised while importing")
 
 
-def _start_emulator(spec: str) -> subprocess.Popen[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "emulate",
-        "--port",
-        "0",
-        "--handler",
-        spec,
-        "--cold-start",
-        "0",
-        "--max-workers",
-        "1",
-        "--idle-timeout",
-        "600",
-        "--announce-json",
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ.copy())
-
-
-async def _run_jobs(
-    report: WorkerReport,
-    proc: subprocess.Popen[str],
-    job_input: Any,
-    n_jobs: int,
-    job_timeout: float,
-    stuck_after_s: float,
-) -> None:
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-        info = json.loads(line)
-        async with RunPodClient(
-            info["endpoint_id"],
-            info["api_key"],
-            base_url=info["base_url"],
-            stuck_after_s=stuck_after_s,
-            health_every_s=0.5,
-        ) as rp:
-            for n in range(1, n_jobs + 1):
-                phase = "cold" if n == 1 else "warm"
-                row: dict[str, Any] = {
-                    "n": n,
-                    "phase": phase,
-                    "status": "-",
-                    "delay_ms": None,
-                    "execution_ms": None,
-                    "shape": "-",
-                }
-                report.jobs.append(row)
-                try:
-                    job = await rp.run(job_input, timeout=job_timeout)
-                except ZombieWorker as exc:
-                    row["status"] = "STUCK"
-                    state = await asyncio.to_thread(
-                        fetch_state, f"{info['base_url']}/{info['endpoint_id']}", info["api_key"]
-                    )
-                    logs = [w["logs"][-1] for w in state.get("workers", []) if w.get("logs")]
-                    tb = _user_traceback(logs[-1], report.handler.rpartition(":")[0]) if logs else []
-                    report.add(
-                        "run under the emulator",
-                        "fail",
-                        str(exc).split(". Health")[0],
-                        ["the worker's captured traceback:", *tb] if tb else [],
-                    )
-                    return
-                except (JobError, DiagnosedTimeout) as exc:
-                    row["status"] = "FAILED" if isinstance(exc, JobError) else "TIMEOUT"
-                    report.add(f"job #{n} ({phase})", "fail", str(exc)[:300])
-                    return
-                row.update(status=str(job.status), delay_ms=job.delay_time_ms, execution_ms=job.execution_time_ms)
-                try:
-                    got = extract(job.output)
-                except (ShapeError, WorkerError) as exc:
-                    row["shape"] = "unknown" if isinstance(exc, ShapeError) else "error"
-                    report.add(
-                        "output shape",
-                        "fail",
-                        str(exc)[:300],
-                        ["clients (and this harness) cannot read it; see README 'Output shapes'"],
-                    )
-                    return
-                row["shape"] = got.shape
-                if n == 1:
-                    findings = [str(f) for f in got.findings]
-                    report.add(
-                        "output shape",
-                        "warn" if findings else "pass",
-                        f"{got.shape}: {len(got.choices)} choice(s), {len(got.text)} chars",
-                        findings,
-                    )
+def _start_check(report: WorkerReport, probe: dict[str, Any]) -> bool:
+    """Did the worker file start the SDK with a callable handler? False: it never takes a job."""
+    start = probe.get("start") or {}
+    if not start.get("called"):
         report.add(
-            "run under the emulator",
-            "pass",
-            f"{n_jobs} job(s) COMPLETED; cold delay "
-            f"{report.jobs[0]['delay_ms']} ms, warm delay {report.jobs[-1]['delay_ms']} ms",
+            "runpod.serverless.start",
+            "fail",
+            "the file never calls runpod.serverless.start(...): on RunPod the container exits (or idles) without "
+            'taking a job. End it with runpod.serverless.start({"handler": handler}) '
+            "(or give FILE:function to test a plain function)",
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        return False
+    if not start.get("handler"):
+        report.add("runpod.serverless.start", "fail", 'called without a callable "handler" in its config')
+        return False
+    options = ", ".join(start.get("options") or []) or "no options"
+    sdk = f"runpod {start.get('runpod_version') or '(version unknown)'}"
+    report.add("runpod.serverless.start", "pass", f"{start.get('kind')} handler, {options}; {sdk}")
+    return True
+
+
+def _check_file_worker(report: WorkerReport, path: Path, python: str | None, run: dict[str, Any]) -> list[str] | None:
+    """Probe a worker file; the emulator arguments to run it with, or None when running it cannot tell more."""
+    interpreter, how = choose_python(path, python)
+    probe, logs, hung = run_import_probe(
+        str(path), run["import_timeout"], python=interpreter, worker=True, cwd=path.parent
+    )
+    report.import_probe, report.logs = probe, logs
+    version = probe.get("python_version")
+    report.add("interpreter", "pass", f"{interpreter}{f' (Python {version})' if version else ''}, from {how}")
+    if hung is None and not probe.get("ok"):
+        if _import_failed(report, probe, path, interpreter):
+            return None
+    else:
+        _import_checks(report, probe, hung, run["import_timeout"], run["slow_import_s"])
+        if hung is not None or not _start_check(report, probe):
+            return None
+    run["streamed"] = "generator" in str((probe.get("start") or {}).get("kind"))
+    return ["--worker", shlex.join([interpreter, str(path)]), "--worker-cwd", str(path.parent)]
+
+
+def _check_function(report: WorkerReport, path: Path, name: str, run: dict[str, Any]) -> list[str] | None:
+    probe, logs, hung = run_import_probe(f"{path}:{name}", run["import_timeout"], cwd=path.parent)
+    report.import_probe, report.logs = probe, logs
+    if hung is None and not probe.get("ok"):
+        if _import_failed(report, probe, path, sys.executable):
+            return None
+    else:
+        _import_checks(report, probe, hung, run["import_timeout"], run["slow_import_s"])
+        if hung is not None:
+            return None  # it would hang under the emulator too
+        if not probe.get("callable"):
+            report.add("handler", "fail", f"no callable {name!r} in {path.name}")
+            return None
+        report.add("handler", "pass", f"{probe.get('kind')} handler")
+    return ["--handler", f"{path}:{name}", "--cold-start", "0"]
 
 
 def check_worker(
     spec: str,
     *,
+    python: str | None = None,
     job_input: str | None = None,
     import_timeout: float = 120.0,
     slow_import_s: float = 10.0,
@@ -340,23 +218,27 @@ def check_worker(
     job_timeout: float = 120.0,
     stuck_after_s: float = 5.0,
 ) -> WorkerReport:
-    path, name = _split(spec)
-    report = WorkerReport(handler=f"{path}:{name}")
-    if not path.is_file():
-        report.add("handler file", "fail", f"{path} does not exist")
-        return report
-    spec = f"{path.resolve()}:{name}"
+    """Check ``FILE`` (a worker file) or ``FILE.py:function``; ConfigError for what is not a file to check."""
+    target, name = _split(spec)
+    path = _existing_file(target)
+    if name is not None and python:
+        raise ConfigError("--python applies to a worker FILE; FILE:function runs in devai-harness's own Python")
+    report = WorkerReport(handler=str(target) if name is None else f"{target}:{name}")
+    run: dict[str, Any] = {"import_timeout": import_timeout, "slow_import_s": slow_import_s, "streamed": False}
     t0 = time.perf_counter()
-    probe, logs, hung = run_import_probe(spec, import_timeout)
-    report.import_probe, report.logs = probe, logs
-    _import_checks(report, probe, hung, import_timeout, slow_import_s)
-    if hung is not None:
-        return report  # it would hang under the emulator too
-    data, source = load_test_input(path, job_input)
-    report.add("test input", "pass", f"from {source}")
-    try:
-        asyncio.run(_run_jobs(report, _start_emulator(spec), data, jobs, job_timeout, stuck_after_s))
-    except (HarnessError, OSError, ValueError) as exc:
-        report.add("run under the emulator", "fail", f"{type(exc).__name__}: {exc}")
+    data, source = load_test_input(path, job_input)  # bad --input fails before anything is started
+    args = _check_file_worker(report, path, python, run) if name is None else _check_function(report, path, name, run)
+    if args is not None:
+        report.add("test input", "pass", f"from {source}")
+        run_under_emulator(
+            report,
+            args,
+            data,
+            jobs=jobs,
+            job_timeout=job_timeout,
+            stuck_after_s=stuck_after_s,
+            folder=path.parent,
+            streamed=run["streamed"],
+        )
     report.import_probe["check_s"] = round(time.perf_counter() - t0, 2)
     return report

@@ -5,7 +5,7 @@ import runpod
 
 def handler(job):
     prompt = job["input"].get("prompt", "")
-    return {"echo": prompt, "words": len(prompt.split())}
+    return f"you said: {prompt}"
 
 
 runpod.serverless.start({"handler": handler})
