@@ -56,6 +56,7 @@ MARKERS = {
 TARGETS = ("replay", "emulator", "runpod", "runpod-local", "openai")
 LIVE_TARGETS = frozenset({"runpod", "runpod-local", "openai"})
 RESULTS = pytest.StashKey["Results"]()
+VLLM_VERSION = pytest.StashKey[str | None]()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.stash[RESULTS] = Results()
+    if url := os.environ.get("DEVAI_VLLM_URL"):  # asked here, before any cassette records: for their metadata
+        from harness.emulator.relay import server_version
+
+        config.stash[VLLM_VERSION] = server_version(url)
     expr = str(config.getoption("markexpr", "") or "")
     if config.getoption("--target", None) in LIVE_TARGETS and expr == _addopts_markexpr(config):
         # A live target was named: its live tests are the point, whatever the project's addopts hide.
@@ -276,6 +281,13 @@ async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIte
                 "worker_era": cfg.worker.get("era", "native"),
             },
         }
+        if cfg.worker.get("engine") == "vllm":  # the worker relayed a real server: say which
+            version = request.config.stash.get(VLLM_VERSION, None)
+            CassetteYAML.meta["emulator"]["upstream"] = (
+                f"a real vLLM {version or '(version unknown)'} OpenAI server on loopback, relayed as worker-vllm does "
+                f"(openai_era {cfg.worker.get('openai_era', 'E')}); its model was built by .ci/tiny_model.py "
+                "(random weights, a tokenizer trained on the spot)"
+            )
     elif target == "runpod-local":
         clock = SystemClock()
         url = request.config.getoption("--base-url") or os.environ.get("RUNPOD_LOCAL_URL") or "http://127.0.0.1:8000"

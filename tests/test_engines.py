@@ -108,7 +108,7 @@ async def test_openai_engine_streams_a_real_server_through_the_runpod_lifecycle(
 
 @pytest.mark.parametrize(
     ("worker", "message"),
-    [({"engine": "openai"}, "openai_base_url"), ({"engine": "vllm"}, "unknown engine"), ({"era": "z"}, "era")],
+    [({"engine": "openai"}, "openai_base_url"), ({"engine": "tgi"}, "unknown engine"), ({"era": "z"}, "era")],
 )
 def test_bad_worker_options_fail_at_construction_not_as_a_crash_loop(worker: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

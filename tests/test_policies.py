@@ -66,3 +66,17 @@ def test_one_place_maps_httpx_errors(exc: Exception, ours: type[Exception]) -> N
 def test_redactor_hides_every_secret_and_ignores_tiny_ones() -> None:
     r = Redactor("secret-key-1", None, "", "ab")
     assert r("x secret-key-1 y ab") == "x *** y ab"
+
+
+def test_failure_backoff_grows_then_stops_and_permanent_failures_stop_sooner() -> None:
+    from harness.core.polling import FailureBackoff
+
+    b = FailureBackoff()
+    waits = [b.record(False) for _ in range(10)]
+    assert waits[:4] == [0.1, 0.2, 0.4, 0.8] and max(w for w in waits if w is not None) == 5.0
+    assert waits[-1] is None  # ten failures and never a success: stop
+    wrong_model = FailureBackoff()
+    assert [wrong_model.record(False, permanent=True) for _ in range(3)] == [0.1, 0.2, None]
+    served_before = FailureBackoff()
+    served_before.record(True)
+    assert all(served_before.record(False, permanent=True) is not None for _ in range(29))  # it worked once

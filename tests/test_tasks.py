@@ -164,3 +164,20 @@ def test_typescript_checks_say_why_they_skip() -> None:
     case = CASES["fix-ts-sum-strings"]
     with pytest.raises(CheckSkipped, match="TypeScript"):
         check_code_parses(good(case), case)
+
+
+def test_no_evidence_of_a_language_is_not_judged_as_english() -> None:
+    """A random model's answer (vLLM with a random-weight model: newlines, stray bytes) has no word of either
+    language: the check says it cannot tell, instead of "answered in en: it=0 en=0"."""
+    case = CASES["chat-it-inverte-stringa"]
+    for text in ("\n" * 512, "\ufffd\x0c qurn8 dddu"):
+        with pytest.raises(CheckSkipped, match="cannot tell the answer's language"):
+            check_language(Answer(text, "length", USAGE), case)
+
+
+def test_a_missing_code_block_quotes_the_answer_on_one_bounded_line() -> None:
+    case = CASES["fix-py-average-empty"]
+    with pytest.raises(Finding) as info:
+        check_code_parses(Answer("\n" * 512, "length", USAGE), case)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 250 and "nothing but whitespace (512 chars)" in message

@@ -91,6 +91,12 @@ class OpenAIClient(ClientLifecycle):
             found[path] = resp.status_code
         return found
 
+    async def ready(self) -> bool | None:
+        """GET /health beside the API (vLLM's, llama.cpp's): True on 200, False on another status, None when the
+        server has no such route (404)."""
+        resp = await self._core.send("GET", str(httpx.URL(self.base_url + "/").join("../health")), idempotent=True)
+        return None if resp.status_code == 404 else resp.status_code == 200
+
     async def chat(
         self,
         messages: list[dict[str, Any]],

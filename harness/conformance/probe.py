@@ -5,6 +5,7 @@ its own worker configuration, as a RunPod endpoint gets one worker-vllm version.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,14 @@ __all__ = [
 
 CHAT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 
+
+def _upstream() -> dict[str, Any]:
+    """With DEVAI_VLLM_URL set (CI's system stage, and when cassettes are recorded) the OpenAI-route cases relay a
+    real vLLM server (worker engine vllm): their output is vLLM's own, cut as worker-vllm cuts it."""
+    url = os.environ.get("DEVAI_VLLM_URL")
+    return {"engine": "vllm", "openai_base_url": url} if url else {}
+
+
 # (label, worker options, job input, expected shape)
 ERA_CASES: tuple[tuple[str, dict[str, Any], dict[str, Any], str], ...] = (
     ("native", {}, {"messages": CHAT, "sampling_params": {"max_tokens": 64}}, "vllm-native-tokens"),
@@ -44,35 +53,35 @@ ERA_CASES: tuple[tuple[str, dict[str, Any], dict[str, Any], str], ...] = (
     ("era C", {"era": "era-c"}, {"prompt": "hi", "stream": True}, "era-c-tokens"),
     (
         "openai chat",
-        {},
+        _upstream(),
         {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT}},
         "openai-chat-completion",
     ),
     (
         "openai completion",
-        {},
+        _upstream(),
         {"openai_route": "/v1/completions", "openai_input": {"prompt": "def f():"}},
         "openai-text-completion",
     ),
     (
         "openai stream raw (E)",
-        {},
+        _upstream(),
         {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT, "stream": True}},
         "openai-sse-events",
     ),
     (
         "openai stream dicts (E)",
-        {"raw_openai_output": False},
+        {"raw_openai_output": False, **_upstream()},
         {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT, "stream": True}},
         "openai-chunk-lists",
     ),
     (
         "openai stream (F)",
-        {"openai_era": "F"},
+        {"openai_era": "F", **_upstream()},
         {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT, "stream": True}},
         "openai-sse-text",
     ),
-    ("openai models", {}, {"openai_route": "/v1/models"}, "openai-models"),
+    ("openai models", _upstream(), {"openai_route": "/v1/models"}, "openai-models"),
 )
 
 

@@ -30,6 +30,7 @@ from harness.core import __version__
 from harness.core.clock import SystemClock
 from harness.core.errors import ConfigError
 from harness.core.wire import Redactor
+from harness.emulator.relay import UPSTREAM_HEADER
 
 __all__ = [
     "REPLAY_BASE_URL",
@@ -208,6 +209,8 @@ _ENDPOINT_URL = re.compile(r"^https?://(api\.runpod\.ai|127\.0\.0\.1(:\d+)?|loca
 
 
 def _to_replay(request: Any) -> Any:
+    if UPSTREAM_HEADER in {k.lower() for k in request.headers}:
+        return None  # the emulator's worker asking its upstream server (engine vllm): not the client's traffic
     request.uri = _ENDPOINT_URL.sub(f"{REPLAY_BASE_URL}/{REPLAY_ENDPOINT}", request.uri)
     return request
 

@@ -104,18 +104,22 @@ def check_server_enforces_timeout(outcome: Outcome) -> None:
     check_error_event_has_code(outcome)
 
 
-def check_warmup(statuses: dict[str, int]) -> None:
-    """A warm-up endpoint, if the server offers one, must work; none at all is worth knowing."""
+def check_warmup(statuses: dict[str, int], *, ready: bool | None = None) -> Finding | None:
+    """A warm-up endpoint, if the server offers one, must work (a 5xx raises). None offered is information,
+    returned (not raised), with advice from what the server showed: ``ready`` is whether its /health said ready
+    before any request (None: it has no /health)."""
     broken = {p: s for p, s in statuses.items() if s >= 500}
     if broken:
         raise Finding("warmup-broken", "the warm-up endpoint fails", str(broken))
-    if not any(200 <= s < 300 for s in statuses.values()):
-        raise Finding(
-            "no-warmup",
-            "no warm-up endpoint",
-            f"tried {', '.join(statuses)}: the first request pays for loading the model",
-            Severity.INFO,
-        )
+    if any(200 <= s < 300 for s in statuses.values()):
+        return None
+    if ready:
+        advice = "none is needed: the model is loaded before /health says ready (as vLLM does)"
+    elif ready is False:
+        advice = "/health did not say ready before the first request: that request may pay for loading the model"
+    else:
+        advice = "the server has no /health either: whether the first request pays for loading the model is unknown"
+    return Finding("no-warmup", "no warm-up endpoint", f"tried {', '.join(statuses)}: {advice}", Severity.INFO)
 
 
 def check_model_listed(models: Sequence[str], model: str) -> None:

@@ -131,6 +131,14 @@ def scripted_rules(cases: list[TaskCase]) -> list[dict[str, str]]:
 _FENCE = re.compile(r"```([\w+-]*)[ \t]*\n(.*?)```", re.S)
 
 
+def quote(text: str, limit: int = 80) -> str:
+    """A bounded one-line quote of model output for a message (an answer may be 500 newlines)."""
+    if not text.strip():
+        return f"nothing but whitespace ({len(text)} chars)"
+    flat = re.sub(r"\s+", " ", text.strip())
+    return repr(flat[:limit]) + (f" ... ({len(text)} chars)" if len(flat) > limit else "")
+
+
 def code_blocks(text: str) -> list[tuple[str, str]]:
     return [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
 
@@ -141,7 +149,8 @@ def main_code(answer: Answer, language: str) -> str:
     wanted = [b for lang, b in blocks if lang in aliases.get(language, (language,))]
     chosen = wanted or [b for _, b in blocks]
     if not chosen:
-        raise Finding("no-code-block", "the answer has no fenced code block", answer.text[:120])
+        what = f"it is {quote(answer.text)}" if not answer.text.strip() else f"it begins {quote(answer.text)}"
+        raise Finding("no-code-block", "the answer has no fenced code block", what)
     return chosen[-1]
 
 
@@ -195,7 +204,8 @@ Check = Callable[[Answer, TaskCase], None]
 
 def check_not_empty(a: Answer, case: TaskCase) -> None:
     if not a.text.strip():
-        raise Finding("empty-answer", "the answer is empty", severity=Severity.CRITICAL)
+        detail = quote(a.text) if a.text else ""
+        raise Finding("empty-answer", "the answer is empty", detail, severity=Severity.CRITICAL)
 
 
 def check_usage(a: Answer, case: TaskCase) -> None:
@@ -229,6 +239,8 @@ _EN = {"the", "a", "is", "that", "to", "of", "and", "this", "it", "here", "funct
 def check_language(a: Answer, case: TaskCase) -> None:
     words = re.findall(r"[a-zàèéìòù]+", re.sub(r"```.*?```", " ", a.text, flags=re.S).lower())
     it, en = sum(w in _IT for w in words), sum(w in _EN for w in words)
+    if it == en == 0:  # no evidence either way: not judged, rather than "answered in en"
+        raise CheckSkipped("cannot tell the answer's language: it has no common Italian or English word")
     got = "it" if it > en else "en"
     if case.language in ("it", "en") and got != case.language:
         raise Finding("wrong-language", f"asked in {case.language}, answered in {got}", f"it={it} en={en}")

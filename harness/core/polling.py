@@ -94,11 +94,14 @@ class FailureBackoff:
     in_a_row: int = 0
     successes: int = 0
 
-    def record(self, ok: bool) -> float | None:
+    def record(self, ok: bool, *, permanent: bool = False) -> float | None:
+        """``permanent``: a failure retrying cannot fix (a 4xx such as a wrong model): with no success ever, three
+        in a row stop the user."""
         if ok:
             self.in_a_row, self.successes = 0, self.successes + 1
             return 0.0
         self.in_a_row += 1
-        if self.in_a_row >= (self.stop_after if self.successes == 0 else 3 * self.stop_after):
+        limit = self.stop_after if self.successes == 0 else 3 * self.stop_after
+        if self.in_a_row >= (min(3, limit) if permanent and self.successes == 0 else limit):
             return None
         return float(min(self.cap_s, self.base_s * 2.0 ** (self.in_a_row - 1)))

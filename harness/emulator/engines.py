@@ -27,6 +27,7 @@ import yaml
 
 from harness.core.errors import ConfigError, StreamErrorEvent
 from harness.core.sse import SSEEvent, SSEParser
+from harness.emulator.relay import UPSTREAM_HEADER
 
 __all__ = [
     "DEFAULT_TOKENS_PER_S",
@@ -175,13 +176,26 @@ class OpenAIEngine:
         api_key_env: str = "OPENAI_API_KEY",
         timeout_s: float = 600.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        relay: bool = False,
     ) -> None:
+        """``relay``: the reference worker's OpenAI route passes the server's own replies through (engine vllm)."""
         key = os.environ.get(api_key_env)
         self.model = model
+        self.relay = relay
         self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if relay:
+            self._headers[UPSTREAM_HEADER] = "1"  # the worker's own traffic: cassettes leave it out
         self._timeout = timeout_s
         self._transport = transport
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._headers)
 
     def count_tokens(self, text: str) -> int:
         return len(pieces(text))  # only for the native era's input count; OpenAI usage comes from the server

@@ -38,6 +38,7 @@ from harness.emulator.engines import (
     OpenAIEngine,
     ScriptedEngine,
 )
+from harness.emulator.relay import ByteCutter, relay_openai
 
 __all__ = ["WORKER_KEYS", "check_options", "make_engine", "make_handler"]
 
@@ -139,6 +140,15 @@ def make_handler(options: dict[str, Any]) -> Handler:
             raise RuntimeError("injected handler exception (input _fault=raise)")
         if fault == "yield_error":
             yield _bad_request("injected worker error (input _fault=yield_error)")
+            return
+        if "openai_route" in inp and isinstance(engine, OpenAIEngine) and engine.relay:
+            raw = bool(inp.get("raw_openai_output", raw_default))
+            given = inp.get("openai_input")
+            body: dict[str, Any] = given if isinstance(given, dict) else {}
+            async for item in relay_openai(
+                engine.base_url, str(inp["openai_route"]), body, era=openai_era, raw=raw, headers=engine.headers
+            ):
+                yield item
             return
         if "openai_route" in inp:
             async for item in _openai(engine, inp, model, openai_era, raw_default, rng, job.get("id", "")):
@@ -304,7 +314,7 @@ async def _openai(
             )
         )
     n_out = 0
-    cutter = _ByteCutter(rng)
+    cutter = ByteCutter(rng)
     async for d in engine.generate(req):
         n_out += 1
         events.append(chunk([choice(d)]))
@@ -331,25 +341,6 @@ def _sse(events: list[dict[str, Any]]) -> list[str]:
     return [f"data: {json.dumps(e, ensure_ascii=False, separators=(',', ':'))}\n\n" for e in events]
 
 
-class _ByteCutter:
-    """Era F: vllm serve's byte stream, cut where reads happen (1-96 bytes), each piece decoded on its
-    own with errors="replace" — which is how a character split across reads becomes U+FFFD."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.pending = b""
-        self.step = rng.randint(1, 96)
-
-    def feed(self, text: str, *, final: bool = False) -> list[str]:
-        self.pending += text.encode()
-        out = []
-        while len(self.pending) >= self.step or (final and self.pending):
-            piece, self.pending = self.pending[: self.step], self.pending[self.step :]
-            out.append(piece.decode(errors="replace"))
-            self.step = self.rng.randint(1, 96)
-        return out
-
-
 def make_engine(options: dict[str, Any]) -> Engine:
     kind = options.get("engine", "scripted")
     if kind == "scripted":
@@ -363,13 +354,14 @@ def make_engine(options: dict[str, Any]) -> Engine:
             stall_s=float(options.get("stall_s", 0.0)),
             filler_tokens=int(options.get("filler_tokens", 40)),
         )
-    if kind == "openai":
+    if kind in ("openai", "vllm"):
         if not options.get("openai_base_url"):
-            raise ConfigError("engine 'openai' needs worker.openai_base_url")
+            raise ConfigError(f"engine {kind!r} needs worker.openai_base_url (the server's /v1 URL)")
         return OpenAIEngine(
             base_url=options["openai_base_url"],
             model=options.get("model"),
             api_key_env=options.get("api_key_env", "OPENAI_API_KEY"),
+            relay=kind == "vllm",  # the OpenAI route relays the server's own output (harness.emulator.relay)
         )
     if kind == "transformers":
         from harness.emulator.torchengine import TransformersEngine
@@ -382,4 +374,4 @@ def make_engine(options: dict[str, Any]) -> Engine:
             compile=options.get("compile"),
             static_cache=options.get("static_cache"),
         )
-    raise ConfigError(f"unknown engine {kind!r}: scripted, openai or transformers")
+    raise ConfigError(f"unknown engine {kind!r}: scripted, openai, vllm or transformers")

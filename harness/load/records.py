@@ -40,6 +40,7 @@ class LoadRecord:
     status: str = "ok"
     error: str | None = None  # the cause: the error's type, e.g. ZombieWorker, RateLimited, JobFailed
     error_message: str | None = None  # what it said (the worker's message for JobFailed), bounded
+    http_status: int | None = None  # the HTTP status of a failed request, when it got one
     workers_before: dict[str, int | None] = field(default_factory=dict)
     confirmed: bool | None = None  # the phase label, checked against evidence
     evidence: str = ""

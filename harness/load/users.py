@@ -19,7 +19,7 @@ import gevent
 from locust import LoadTestShape, User, constant, events, task
 from locust.env import Environment
 
-from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed
+from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, StatusError
 from harness.core.polling import FailureBackoff, PollPolicy
 from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
@@ -111,6 +111,7 @@ def _failed(rec: LoadRecord, exc: HarnessError) -> HarnessError:
     rec.status, rec.error = "error", type(exc).__name__
     message = exc.worker_error.message if isinstance(exc, JobFailed) and exc.worker_error else str(exc)
     rec.error_message = message.splitlines()[0][:300] if message else None
+    rec.http_status = exc.status_code if isinstance(exc, StatusError) else None
     if isinstance(exc, JobError):
         job = exc.job
         rec.delay_ms, rec.execution_ms, rec.worker_id = job.delay_time_ms, job.execution_time_ms, job.worker_id
@@ -153,7 +154,9 @@ class _Careful(User):
         self.backoff = FailureBackoff()
 
     def settle(self, rec: LoadRecord) -> None:
-        wait = self.backoff.record(rec.status == "ok")
+        # A 4xx other than 408/429 (a wrong model, URL or key) will not get better by retrying.
+        permanent = rec.http_status is not None and 400 <= rec.http_status < 500 and rec.http_status not in (408, 429)
+        wait = self.backoff.record(rec.status == "ok", permanent=permanent)
         if wait is None:
             why = f"{rec.error}: {rec.error_message}" if rec.error_message else str(rec.error)
             logging.getLogger("harness.load").error(
