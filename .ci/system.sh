@@ -14,6 +14,7 @@ mkdir -p "$STATE"
 VLLM_VERSION=0.32.0
 VLLM_PORT=${DEVAI_VLLM_PORT:-8811}
 IMAGE=devai-worker:test
+SANDBOX_IMAGE=devai-sandbox:test
 BASE_IMAGE=devai-base:bookworm
 
 apt_install() {
@@ -96,12 +97,21 @@ install_images() {  # no registry is reachable: a debootstrap base, and runpod w
   cp tests/workers/*.py tests/workers/Dockerfile "$ctx/"
   docker build -q -t "$IMAGE" --build-arg BASE="$BASE_IMAGE" "$ctx" >"$STATE/docker-build.log" 2>&1 \
     || { echo "the worker image did not build:"; tail -n 5 "$STATE/docker-build.log"; return 1; }
+  echo "sandbox image $SANDBOX_IMAGE"
+  ctx="$STATE/sandbox-image"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  .venv/bin/pip download -q --only-binary=:all: --python-version 3.11 --platform any -d "$ctx/wheels" pytest
+  cp tests/workers/Dockerfile.sandbox "$ctx/Dockerfile"
+  docker build -q -t "$SANDBOX_IMAGE" --build-arg BASE="$BASE_IMAGE" "$ctx" >"$STATE/docker-build.log" 2>&1 \
+    || { echo "the sandbox image did not build:"; tail -n 5 "$STATE/docker-build.log"; return 1; }
 }
 
 install() {
   # chromium renders the reports for the screenshot tests; docker.io and debootstrap make the container tests'
-  # engine and base image; bubblewrap sandboxes generated code; tcpdump is the wire-time benchmark's reference.
+  # engine and base image; bubblewrap sandboxes generated code; tcpdump is the wire-time benchmark's reference;
+  # node runs the JavaScript tasks' code (unless the machine has a node of its own).
   apt_install chromium docker.io debootstrap bubblewrap tcpdump
+  command -v node >/dev/null || apt_install nodejs
   install_runpod
   install_vllm
   docker_up

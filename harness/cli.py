@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.conformance.check import TARGET_KINDS, find_suite, resolve_target, run_check
+from harness.conformance.isolation import OPT_IN_ENV
 from harness.conformance.results import text_table
 from harness.core import __version__
 from harness.core.errors import ConfigError, HarnessError, ShapeError, WorkerError
@@ -104,6 +105,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         config=args.config,
         idle_timeout_s=args.idle_timeout,
     )
+    if args.unsafe_run_model_code:  # the suite runs in a subprocess: it learns this from the environment
+        os.environ[OPT_IN_ENV] = "1"
     suite = find_suite(args.suite)
     if args.suite and suite is None:
         raise ConfigError(f"--suite {args.suite}: no test_devai_tasks.py there")
@@ -278,6 +281,20 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_train_check(args: argparse.Namespace) -> int:
+    """Exit 0 only when nothing blocks the training run (READY); 1 when a check failed or could not run."""
+    from harness.preflight.traincheck import check_training, progress_to_stderr
+
+    report = check_training(
+        Path(args.config),
+        allow_local_urls=args.allow_local_urls,
+        timeout=args.timeout,
+        progress=None if args.json else progress_to_stderr,
+    )
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 0 if report.verdict == "READY" else 1
+
+
 def _run_dirs(given: Sequence[str]) -> list[str]:
     """Run directories; a glob is expanded here too (shells that do not expand it, quoted patterns)."""
     out: list[str] = []
@@ -378,6 +395,11 @@ def _count(value: str) -> int:
 def _add_check(sub: Any) -> None:
     p = sub.add_parser("check", help="the main job: suite, output shapes, latency; a report (default: the emulator)")
     p.add_argument("--target", choices=TARGET_KINDS, default="emulator")
+    p.add_argument(
+        "--unsafe-run-model-code",
+        action="store_true",
+        help="run model-written code even where no sandbox (bubblewrap, a container) is available",
+    )
     p.add_argument("--endpoint-id", help="RunPod endpoint id (target runpod; env RUNPOD_ENDPOINT_ID)")
     p.add_argument(
         "--base-url",
@@ -454,6 +476,19 @@ def _add_worker_check(sub: Any) -> None:
     p.set_defaults(func=_cmd_worker_check)
 
 
+def _add_train_check(sub: Any) -> None:
+    p = sub.add_parser("train-check", help="before a training pod bills: dataset source and content, script, image")
+    p.add_argument("config", help="the training config (YAML or JSON): method, dataset, script, image, price...")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
+    p.add_argument(
+        "--allow-local-urls",
+        action="store_true",
+        help="accept a dataset URL on loopback or a private network (a pod cannot reach one; for tests)",
+    )
+    p.add_argument("--timeout", type=_positive, default=10.0, help="seconds the dataset URL has to answer (10)")
+    p.set_defaults(func=_cmd_train_check)
+
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="JSON, CSV, JUnit and an HTML page with plots from load runs' records")
     p.add_argument("run_dirs", nargs="+", help="run directories (or globs, or records-*.jsonl files): merged")
@@ -472,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_emulate(sub)
     _add_worker_check(sub)
+    _add_train_check(sub)
     _add_report(sub)
     p = sub.add_parser("record", help="re-record the scenario cassettes (default: from the emulator)")
     p.add_argument("modules", nargs="*", help=f"scenario modules (default: {', '.join(RECORDED_MODULES)})")

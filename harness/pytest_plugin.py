@@ -108,6 +108,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--harness-report", default=None, metavar="PATH", help="write the results as PATH.json and PATH.xml (JUnit)"
     )
+    group.addoption(
+        "--unsafe-run-model-code",
+        action="store_true",
+        help="run model-written code even where no sandbox (bubblewrap, a container) is available",
+    )
+    group.addoption(
+        "--sandbox-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="cap each sandboxed run of model-written code at S seconds (default: each case's own, 10 s)",
+    )
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent when that plugin is not installed
@@ -124,6 +136,12 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.stash[RESULTS] = Results()
+    from harness.conformance.isolation import OPT_IN_ENV, TIMEOUT_ENV
+
+    if config.getoption("--unsafe-run-model-code", False):
+        os.environ[OPT_IN_ENV] = "1"
+    if (cap := config.getoption("--sandbox-timeout", None)) is not None:
+        os.environ[TIMEOUT_ENV] = str(cap)
     if url := os.environ.get("DEVAI_VLLM_URL"):  # asked here, before any cassette records: for their metadata
         from harness.emulator.relay import server_version
 
@@ -221,6 +239,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         return
     terminalreporter.write_sep("=", f"devai-harness: {len(results.rows)} task run(s) on target {_target(config)}")
     terminalreporter.write_line(results.table())
+    from harness.conformance.sandbox import sandbox_in_use
+
+    terminalreporter.write_line(f"model-written code ran in: {sandbox_in_use()}")
     path = config.getoption("--harness-report")
     if path:
         json_path, xml_path = results.write(path)

@@ -11,6 +11,7 @@ with the reason. The report (JSON, HTML, JUnit, and the requests' CSV) holds eve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import os
@@ -37,6 +38,7 @@ from harness.conformance.probe import (
     probe_case,
 )
 from harness.conformance.results import JUnitCase, write_junit
+from harness.conformance.sandbox import sandbox_in_use
 from harness.core.errors import ConfigError, HarnessError
 from harness.core.wire import check_id
 from harness.load.phases import LATENCY_POLL
@@ -217,11 +219,14 @@ def suite_stage(target: Target, run_dir: Path, suite: Path | None, suite_target:
     cmd += ["-m", "live and not load" if live else "not live and not load", "--junitxml", str(junit)]
     cmd += ["--harness-report", str(run_dir / "suite"), "-n", "0" if live else "auto"]
     show(f"suite: {len(modules)} scenario modules on target {suite_target} (pytest)")
+    sandbox = sandbox_in_use()
+    show(f"suite: model-written code runs in {sandbox}")
     proc = subprocess.run(
         cmd, cwd=suite.parent, env=_suite_env(target), capture_output=True, text=True, check=False, timeout=3600
     )
     (run_dir / "suite.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-    return _suite_verdict(junit, proc.returncode, proc.stdout + proc.stderr)
+    result = _suite_verdict(junit, proc.returncode, proc.stdout + proc.stderr)
+    return dataclasses.replace(result, summary=f"{result.summary}; model-written code ran in: {sandbox}")
 
 
 def _suite_verdict(junit: Path, rc: int, output: str) -> StageResult:

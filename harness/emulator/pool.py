@@ -147,6 +147,7 @@ class Endpoint:
         self.last_scale_down = -math.inf
         self._rng = random.Random(config.seed)
         self._ticker: asyncio.Task[None] | None = None
+        self._stops: set[asyncio.Task[None]] = set()  # launcher stops in flight: awaited when the emulator stops
         self.events: list[tuple[float, str, str]] = []  # (t, kind, detail): a bounded audit trail
         self._deadlines: list[tuple[float, str]] = []  # (when, job id): retention ends or ttl expires
         self.is_closing = False
@@ -185,10 +186,11 @@ class Endpoint:
             for t in [self._ticker] + [w.task for w in self.workers.values()] + [j.task for j in self.jobs.values()]
             if t is not None and not t.done()
         ]
+        stops = list(self._stops)  # a process being stopped is reaped, never left to a closed loop
         for t in tasks:
             if not t.cancelling():  # a worker already stopping awaits its process's exit: let it
                 t.cancel()
-        for t in tasks:
+        for t in tasks + stops:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
@@ -374,7 +376,13 @@ class Endpoint:
         if self.launcher is not None:
             self.note("restart", f"{w.id}: {why}")
             w.state = "initializing"
-            asyncio.get_running_loop().create_task(self.launcher.stop(w))
+            self._stop_worker(w)
+
+    def _stop_worker(self, w: EWorker) -> None:
+        assert self.launcher is not None
+        task = asyncio.get_running_loop().create_task(self.launcher.stop(w))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
 
     def stop_remote(self, w: EWorker, job_id: str) -> None:
         """Tell a remote worker to stop a job. It stays busy with it until it lets go: a late result for it, or a
@@ -553,7 +561,7 @@ class Endpoint:
             silent = w.last_ping is not None and now - w.last_ping > limit
             if w.remote and silent and w.state in ("idle", "running") and self.launcher is not None:
                 self.worker_lost(w, f"no ping for {now - (w.last_ping or now):.0f} s")
-                asyncio.get_running_loop().create_task(self.launcher.stop(w))  # its run() starts a new one
+                self._stop_worker(w)  # its run() starts a new one
 
     def worker_lost(self, w: EWorker, why: str) -> None:
         """A remote worker died or went silent: it is unhealthy, and each job it held goes back to the queue

@@ -229,8 +229,11 @@ class ProcessLauncher(_Launcher):
             self.line(w, raw.decode("utf-8", "replace").rstrip("\n"))
 
     async def terminate(self, w: EWorker) -> None:
-        proc = self._procs.pop(w.id, None)
-        if proc is None or proc.returncode is not None:
+        proc = self._procs.get(w.id)  # kept until it is reaped: a second terminate (the emulator stopping) waits too
+        if proc is None:
+            return
+        if proc.returncode is not None:
+            self._procs.pop(w.id, None)
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -240,6 +243,8 @@ class ProcessLauncher(_Launcher):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group (the SDK's ping process)
         await proc.wait()
         _close(proc)
+        if self._procs.get(w.id) is proc:
+            del self._procs[w.id]
 
 
 async def _exited(proc: asyncio.subprocess.Process, *, within: float | None = None) -> bool:
