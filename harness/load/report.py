@@ -20,7 +20,7 @@ import random
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from harness.conformance.results import JUnitCase, write_junit
 from harness.core.errors import ConfigError
 from harness.load.cost import CostModel, what_if
 from harness.load.metrics import PhaseStats, percentiles
-from harness.load.records import FIELDS, iter_records, record_files
+from harness.load.records import FIELDS, Contributor, contributors_from, iter_records, record_files
 
 __all__ = ["RunData", "build_report", "ordering_checks", "render_page", "report_lines", "scan"]
 
@@ -49,6 +49,7 @@ class RunData:
     phase_of: list[str] = field(default_factory=list)
     ready: list[tuple[float, int]] = field(default_factory=list)  # (start, ready workers seen before it)
     labels: Counter[str] = field(default_factory=Counter)
+    contributors: list[Contributor] = field(default_factory=list)
 
     @property
     def records(self) -> int:
@@ -63,7 +64,9 @@ def scan(run_dirs: str | Path | Sequence[str | Path], csv_path: Path | None = No
         if csv_path is not None:
             writer = csv.writer(stack.enter_context(open(csv_path, "w", newline="", encoding="utf-8")))
             writer.writerow(FIELDS)
-        for r in iter_records(run_dirs):
+        begun: dict[Path, set[int]] = {}
+        counts: dict[Path, int] = {}
+        for r in iter_records(run_dirs, begun, counts):
             phase = str(r["phase"])
             stats = data.phases.get(phase) or data.phases.setdefault(phase, PhaseStats(phase))
             stats.add(r)
@@ -81,6 +84,7 @@ def scan(run_dirs: str | Path | Sequence[str | Path], csv_path: Path | None = No
                 for i in _JSON_COLUMNS:
                     row[i] = json.dumps(row[i]) if row[i] is not None else None
                 writer.writerow(row)
+    data.contributors = contributors_from(begun, counts)
     return data
 
 
@@ -276,6 +280,37 @@ def _timeline(data: RunData, plt: Any) -> str:
 # --- the report ----------------------------------------------------------------------------
 
 
+CLOCK_SKEW_S = 0.5  # start times of hosts further apart than this are flagged (durations are per host: unaffected)
+
+
+def process_checks(data: RunData) -> list[tuple[str, bool, str]]:
+    """Distributed runs: nothing silently missing (a process killed mid-run, its requests in flight), and start
+    times that line up across hosts."""
+    procs = data.contributors
+    if not procs or all(c.ended is None for c in procs):
+        return []  # records from before process files: nothing to judge
+    killed = [c for c in procs if c.ended is False]
+    lost = sum(c.lost for c in procs)
+    detail = "; ".join(c.describe() for c in procs)
+    if killed:
+        ok, said = False, f"{len(killed)} of {len(procs)} process(es) stopped without closing their records: {detail}"
+    else:
+        ok = True
+        said = f"{len(procs)} process(es) closed their records; {lost} request(s) cut off when the run stopped"
+    checks = [("every load process finished its records", ok, said)]
+    skewed = [c for c in procs if c.clock_offset_s is not None and abs(c.clock_offset_s) > CLOCK_SKEW_S]
+    if any(c.clock_offset_s is not None for c in procs):
+        off = ", ".join(f"{c.host}/{c.process} {c.clock_offset_s:+.3f} s" for c in skewed)
+        checks.append(
+            (
+                f"load hosts' clocks within {CLOCK_SKEW_S:g} s of the master's",
+                not skewed,
+                f"skewed: {off} (start times shift by that much; durations do not)" if skewed else "all within",
+            )
+        )
+    return checks
+
+
 def build_report(
     run_dirs: str | Path | Sequence[str | Path],
     *,
@@ -332,7 +367,8 @@ def report_data(
         "capacity": capacity,
         "max_sustainable": sustainable[-1] if sustainable else None,
         "cost": _cost(summary, data, price, idle, rate) if runpod else None,
-        "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in ordering_checks(summary)],
+        "contributors": [asdict(c) for c in data.contributors],
+        "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in ordering_checks(summary) + process_checks(data)],
     }
 
 

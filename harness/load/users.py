@@ -5,6 +5,14 @@ LoadRecord (locust buckets response times; our records keep them).
 A user that only sees failures backs off and stops the run, saying why (core.polling.FailureBackoff): a
 wrong host, model or key costs a handful of requests, not thousands. The flags below are listed in each
 locustfile's header too: locust prints ``--help`` before it loads a locustfile, so it cannot show them.
+
+Distributed (``--master`` / ``--worker``, and ``--processes N``, which is the same on one machine): the master
+tells every worker the run's state — the step's TOTAL user count, the total users, its clock — when the run
+starts, at each step, and to a worker that joins late when it asks; records are labelled from that, not from a
+worker's own clock, so a late joiner's requests land in the step they ran in. A user that ends the run (its
+schedule done, or only failures) asks the master to stop everything: a worker quitting alone would make the
+master hand its users to the others and run the schedule again. The latency locustfile refuses to run
+distributed: its cold/warm/hot schedule is one timeline (a cold request needs the endpoint idle for ALL load).
 """
 
 from __future__ import annotations
@@ -12,12 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import time
 from typing import Any
 
 import gevent
+import gevent.event
 from locust import LoadTestShape, User, constant, events, task
 from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
 
 from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, StatusError
 from harness.core.polling import FailureBackoff, PollPolicy
@@ -52,11 +63,90 @@ def _options(parser: Any) -> None:
 
 _writers: dict[int, RecordWriter] = {}
 _started: dict[int, float] = {}
+_run: dict[str, Any] = {}  # what the master said: step_users, users, offset_s (this clock minus the master's)
+_told = gevent.event.Event()  # a worker has heard the master's current step
+STATE, HELLO, END = "devai_state", "devai_hello", "devai_end"
+LATENCY_ALONE = (
+    "the latency locustfile runs one user on one timeline (a cold request needs the endpoint idle for ALL load): "
+    "run it without --master/--worker/--processes; capacity, arrivals, streaming and chat run distributed"
+)
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    distributed = isinstance(runner, (MasterRunner, WorkerRunner))
+    if distributed and any(issubclass(u, LatencyUser) for u in environment.user_classes):
+        logging.getLogger("harness.load").error(LATENCY_ALONE)
+        sys.exit(2)
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(STATE, _on_state)
+        runner.send_message(HELLO, {})  # a late joiner's spawn can come before this: it asks now, too
+    elif isinstance(runner, MasterRunner):
+        runner.register_message(END, _on_end)
+        runner.register_message(HELLO, lambda environment, msg, **_: _tell(environment, msg.node_id))
 
 
 @events.test_start.add_listener
 def _test_start(environment: Environment, **_: Any) -> None:
     _started[os.getpid()] = time.monotonic()
+    if isinstance(environment.runner, WorkerRunner):  # where is the run? (None: a late joiner's runner is not set yet)
+        environment.runner.send_message(HELLO, {})
+    elif isinstance(environment.runner, MasterRunner):
+        # Sent before locust's spawn messages (test_start fires first): a worker's first request already knows
+        # the run's total users, not only its share.
+        users = getattr(environment.parsed_options, "num_users", None)
+        if users and environment.shape_class is None:
+            _run["users"] = int(users)
+        _tell(environment)
+
+
+@events.spawning_complete.add_listener
+def _spawned(user_count: int, **_: Any) -> None:
+    """``user_count`` is the run's total on every node (locust sends the master's figure to the workers)."""
+    _run["users"] = user_count
+
+
+def _tell(environment: Environment, client_id: str | None = None) -> None:
+    runner = environment.runner
+    state = {"step_users": _run.get("step_users"), "users": _run.get("users"), "sent_unix": time.time()}
+    if isinstance(runner, MasterRunner):
+        runner.send_message(STATE, state, client_id)
+
+
+def _on_state(environment: Environment, msg: Any, **_: Any) -> None:
+    data = msg.data or {}
+    _run.update({k: v for k, v in data.items() if k in ("step_users", "users") and v is not None})
+    _run["offset_s"] = time.time() - float(data.get("sent_unix", time.time()))  # plus a loopback/LAN hop
+    if data.get("step_users") is not None:
+        _told.set()
+    for writer in _writers.values():
+        writer.clock_offset_s = round(_run["offset_s"], 4)
+
+
+def _on_end(environment: Environment, msg: Any, **_: Any) -> None:
+    why = (msg.data or {}).get("why", "")
+    logging.getLogger("harness.load").info("a worker ended the run: %s", why)
+    if environment.runner is not None:
+        gevent.spawn(environment.runner.quit)
+
+
+def _end_run(env: Environment, why: str) -> None:
+    """The whole run stops: on a worker by asking the master (see the module docstring)."""
+    runner = env.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(END, {"why": why})
+    elif runner is not None:
+        runner.quit()
+
+
+def _set_step(runner: Any, users: int) -> None:
+    """The shape moved to a step of ``users``: remembered here, and told to every worker."""
+    if _run.get("step_users") == users:
+        return
+    _run["step_users"] = users
+    if isinstance(runner, MasterRunner):
+        _tell(runner.environment)
 
 
 @events.quitting.add_listener
@@ -66,8 +156,12 @@ def _quitting(environment: Environment, **_: Any) -> None:
 
 
 def _step_users(env: Environment) -> int:
-    """The step's TOTAL user count, from the schedule: under --processes N each process runs only its share,
-    so its own user_count would mislabel the step."""
+    """The step's TOTAL user count: what the master said (distributed), else from the schedule — a process's own
+    user_count is only its share."""
+    if isinstance(env.runner, WorkerRunner) and not _told.is_set():
+        _told.wait(2.0)  # a late worker's first requests: the master's answer is a round trip away
+    if _run.get("step_users") is not None:
+        return int(_run["step_users"])
     opts = _opts(env)
     steps = [int(s) for s in opts.steps.split(",")]
     i = int((time.monotonic() - _started.get(os.getpid(), time.monotonic())) // opts.step_seconds)
@@ -83,7 +177,10 @@ def _opts(env: Environment) -> Any:
 def _writer(env: Environment) -> RecordWriter:
     pid = os.getpid()  # one file per process: --processes N forks after import
     if pid not in _writers:
-        _writers[pid] = RecordWriter(_opts(env).run_dir)
+        writer = _writers[pid] = RecordWriter(_opts(env).run_dir)
+        writer.role = "worker" if isinstance(env.runner, WorkerRunner) else "local"
+        offset = _run.get("offset_s")
+        writer.clock_offset_s = None if offset is None else round(offset, 4)
     return _writers[pid]
 
 
@@ -159,11 +256,9 @@ class _Careful(User):
         wait = self.backoff.record(rec.status == "ok", permanent=permanent)
         if wait is None:
             why = f"{rec.error}: {rec.error_message}" if rec.error_message else str(rec.error)
-            logging.getLogger("harness.load").error(
-                "stopping: the last %d requests failed (%s)", self.backoff.in_a_row, why
-            )
-            if self.environment.runner is not None:
-                self.environment.runner.quit()
+            said = f"stopping: the last {self.backoff.in_a_row} requests failed ({why})"
+            logging.getLogger("harness.load").error(said)
+            _end_run(self.environment, said)
             self.stop()
         elif wait:
             gevent.sleep(wait)
@@ -188,8 +283,7 @@ class LatencyUser(User):
     def step(self) -> None:
         step = next(self.steps, None)
         if step is None:
-            if self.environment.runner is not None:
-                self.environment.runner.quit()
+            _end_run(self.environment, "the latency schedule is done")
             self.stop()
             return
         gevent.sleep(step.wait_s)
@@ -256,8 +350,7 @@ class ArrivalUser(User):
                 gevent.sleep(gap)
                 pool.append(gevent.spawn(self._one, rate))
         gevent.joinall(pool, timeout=opts.job_timeout)
-        if self.environment.runner is not None:
-            self.environment.runner.quit()
+        _end_run(self.environment, "the arrival schedule is done")
         self.stop()
 
     def _one(self, rate: float) -> None:
@@ -301,7 +394,7 @@ class StreamingUser(_Careful):
     @task
     def request(self) -> None:
         writer = _writer(self.environment)
-        users = self.environment.runner.user_count if self.environment.runner else 1
+        users = _run.get("users") or (self.environment.runner.user_count if self.environment.runner else 1)
         rec = LoadRecord(
             process=writer.pid,
             seq=writer.next_seq(),
@@ -339,4 +432,7 @@ class StepShape(LoadTestShape):
         steps = [int(s) for s in (opts.steps if opts else "1,2,4,8").split(",")]
         step_s = opts.step_seconds if opts else 10.0
         i = int(self.get_run_time() // step_s)
-        return (steps[i], steps[i]) if i < len(steps) else None
+        if i >= len(steps):
+            return None
+        _set_step(self.runner, steps[i])
+        return (steps[i], steps[i])
