@@ -110,7 +110,7 @@ def main() -> None:
     config = "tiny" if args.tiny else "qwen2.5-coder-7b"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("records-*.jsonl"):
+    for old in [*out.glob("records-*.jsonl"), *out.glob("process-*.json")]:
         old.unlink()
     from harness.emulator import Emulator
     from harness.emulator.torchengine import RANDOM_WEIGHTS_NOTE

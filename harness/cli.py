@@ -113,7 +113,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or f"runs/check-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     stale = list(run_dir.glob("records-*.jsonl"))
-    for old in stale:  # a report mixing two runs would lie
+    for old in [*stale, *run_dir.glob("process-*.json")]:  # a report mixing two runs would lie
         old.unlink()
     if stale:
         print(f"note: removed {len(stale)} records file(s) of an earlier run in {run_dir}")
@@ -149,6 +149,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 for r in stage.rows
             ]
             print(text_table(["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"], rows))
+        elif stage.name == "semantics" and stage.rows:
+            rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"][:90]] for r in stage.rows]
+            print(text_table(["feature", "layer", "verdict", "detail"], rows))
         if stage.error:
             print("  " + stage.error.strip().splitlines()[-1])
     report = json.loads(run.report["json"].read_text())

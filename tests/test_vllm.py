@@ -206,8 +206,10 @@ def test_a_wrong_model_stops_the_load_run_at_once(url: str, tmp_path: Path) -> N
         timeout=120,
     )
     assert "stopping: the last 3 requests failed" in proc.stderr and "does not exist" in proc.stderr
-    lines = [json.loads(x) for f in tmp_path.glob("records-*.jsonl") for x in f.read_text().splitlines()]
-    assert 0 < len(lines) <= 16 and all(r["http_status"] == 404 for r in lines)
+    from harness.load.records import load_records
+
+    records = load_records(tmp_path)
+    assert 0 < len(records) <= 16 and all(r.http_status == 404 for r in records)
 
 
 def test_shapes_reads_real_captures(url: str, model: str, tmp_path: Path) -> None:
@@ -246,3 +248,39 @@ def test_the_reference_workers_openai_eras_relay_real_vllm_and_record_as_such(ur
     for path in recorded:
         text = path.read_text()
         assert f"a real vLLM {version} OpenAI server" in text and url.removesuffix("/v1") not in text, path.name
+
+
+async def test_engine_semantics_hold_on_real_vllm(url: str, model: str) -> None:
+    """Every feature gets a verdict on the real server; vLLM 0.32 keeps them all (docs/internals.md has the table)."""
+    from harness.conformance.semantics import Prober, overall, run_semantics
+
+    async with Prober(url, None, model) as p:
+        verdicts = await run_semantics(p)
+    assert {v.feature: v.status for v in verdicts} == {v.feature: "pass" for v in verdicts}, verdicts
+    assert overall(verdicts) == "READY"
+
+
+@pytest.mark.parametrize(("era", "sdk"), [("E", False), ("F", False), ("F", True)])
+async def test_engine_semantics_through_the_runpod_openai_route(url: str, model: str, era: str, sdk: bool) -> None:
+    """The same server behind the emulator's /openai/v1 route (engine vllm, cut as worker-vllm cuts it; in-process,
+    and as a real runpod SDK worker): the text contract holds through both eras; what does not is the error path —
+    a failing stream answers 200 with an error event (the route's status is sent before the job runs), and
+    worker-vllm's wrapped error has no `param`."""
+    from harness.conformance.semantics import Prober, overall, run_semantics
+    from harness.emulator import Emulator
+    from tests.realsystems import runpod_python
+
+    worker = {"engine": "vllm", "openai_base_url": url, "openai_era": era}
+    config: dict[str, object] = {"worker": worker}
+    if sdk:
+        env = {"DEVAI_WORKER_OPTIONS": json.dumps(worker), "DEVAI_WORKER_CONCURRENCY": "8"}
+        config = {"worker_command": f"{runpod_python()} -m harness.emulator.refworker", "worker_cwd": str(ROOT)}
+        config |= {"worker_env": env, "max_workers": 1}
+    with Emulator(cold_start=0, **config) as emu:
+        async with Prober(f"{emu.endpoint_url}/openai/v1", emu.api_key, model) as p:
+            verdicts = {v.feature: v for v in await run_semantics(p)}
+    failing = {name for name, v in verdicts.items() if v.status != "pass"}
+    assert failing == {"errors are 4xx (and JSON before a stream)", "error envelope (message, type, param, code)"}
+    assert "HTTP 200, text/event-stream" in verdicts["errors are 4xx (and JSON before a stream)"].detail
+    assert "missing ['param']" in verdicts["error envelope (message, type, param, code)"].detail
+    assert overall(list(verdicts.values())) == "NOT READY"

@@ -39,6 +39,7 @@ from harness.conformance.probe import (
 )
 from harness.conformance.results import JUnitCase, write_junit
 from harness.conformance.sandbox import sandbox_in_use
+from harness.conformance.semantics import Prober, overall, run_semantics
 from harness.core.errors import ConfigError, HarnessError
 from harness.core.wire import check_id
 from harness.load.phases import LATENCY_POLL
@@ -51,9 +52,9 @@ PASS, FAIL, NOT_CHECKED, NA, ERROR = "PASS", "FAIL", "NOT CHECKED", "N/A", "ERRO
 SUITE_MODULES = {
     "emulator": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
     "replay": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
-    "runpod": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
+    "runpod": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py", "test_semantics.py"),
     "runpod-local": ("test_devai_tasks.py", "test_protocol.py"),
-    "openai": ("test_devai_tasks.py", "test_streaming.py"),
+    "openai": ("test_devai_tasks.py", "test_streaming.py", "test_semantics.py"),
 }
 LIVE = frozenset({"runpod", "runpod-local", "openai"})
 Progress = Callable[[str], None]
@@ -325,11 +326,25 @@ async def _openai_stages(target: Target, run_dir: Path, timeout: float, show: Pr
         show(f"shapes: /models and a chat, streamed and whole (model {model})")
         shapes = _probe_rows(await openai_shape_cases(oa, model))
         records = await openai_timing_probe(oa, model, run_dir=run_dir, progress=show)
+        show("semantics: determinism, stream = whole, max_tokens, stop, n, seed, usage, errors")
+        semantics = await semantics_stage(target, model, timeout)
     errors = Counter(r.error for r in records if r.status != "ok")
     summary = f"{len(records)} sequential requests (streamed and whole), errors {dict(errors) or 0}"
     timing = StageResult("latency", FAIL if errors else PASS, summary)
     timing.summary += "; cold/warm/hot: N/A (an OpenAI server loads its model before it answers /health)"
-    return [shapes, timing]
+    return [shapes, semantics, timing]
+
+
+async def semantics_stage(target: Target, model: str, timeout: float) -> StageResult:
+    """The engine's contract on any model (harness.conformance.semantics): READY and READY WITH LIMITATIONS
+    pass, NOT READY fails, NOT CHECKED says so."""
+    async with Prober(target.base_url or "", target.api_key(), model, timeout=timeout) as prober:
+        verdicts = await run_semantics(prober)
+    said = overall(verdicts)
+    counts = Counter(f"{v.layer} {v.status}" for v in verdicts)
+    summary = f"{said}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    stage = {"READY": PASS, "READY WITH LIMITATIONS": PASS, "NOT READY": FAIL}.get(said, NOT_CHECKED)
+    return StageResult("semantics", stage, summary, [asdict(v) for v in verdicts])
 
 
 async def _guard(name: str, work: Awaitable[list[StageResult]]) -> list[StageResult]:
@@ -395,6 +410,9 @@ def write_check_report(run: CheckRun) -> dict[str, Path]:
             head = ["case", "ok", "shape", "delay ms", "exec ms", "detail"]
             rows = [[r["label"], r["ok"], r["shape"], r["delay_ms"], r["execution_ms"], r["detail"]] for r in s.rows]
             sections.append(("Output shapes", table(head, rows)))
+        elif s.name == "semantics" and s.rows:
+            rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"]] for r in s.rows]
+            sections.append((f"Engine semantics: {s.summary}", table(["feature", "layer", "verdict", "detail"], rows)))
         if s.error:
             sections.append((f"Error in {s.name}", f"<pre>{_escape(s.error)}</pre>"))
     if any(out.glob("records-*.jsonl")):
@@ -438,6 +456,11 @@ def _junit_cases(run: CheckRun, data: dict[str, Any]) -> list[JUnitCase]:
                 )
             elif s.name == "shapes":
                 cases.append(JUnitCase("check.shapes", r["label"], failure=None if r["ok"] else r["detail"]))
+            elif s.name == "semantics":
+                fail, skip = (r["detail"] if r["status"] == "fail" else None), None
+                if r["status"] in ("unsupported", "not-checked"):
+                    skip = f"{r['status'].upper()}: {r['detail']}"
+                cases.append(JUnitCase(f"check.semantics.{r['layer']}", r["feature"], failure=fail, skipped=skip))
     for c in (data.get("requests") or {}).get("checks", []):
         cases.append(JUnitCase("check.requests", c["name"], failure=None if c["ok"] else c["detail"]))
     return cases

@@ -1,0 +1,400 @@
+"""Engine semantics that hold on ANY model, even a random one: what breaks clients is the engine's contract, not
+the model's quality. Each check is a small function raising a Finding (or Unsupported, when the server rejects
+the feature explicitly); :func:`run_semantics` asks an OpenAI-compatible server the questions and gives every
+feature a verdict in one of two layers:
+
+* ``compat`` — what real clients need (greedy determinism, streamed = whole, max_tokens and stop honoured, n
+  choices, seeds, errors as 4xx);
+* ``strict`` — what the spec says and clients rarely read (usage equal across stream and whole, ``stop_reason``,
+  the ``include_usage`` chunk with ``choices: []``, the error envelope's fields).
+
+Overall: NOT READY (a compat feature fails), READY WITH LIMITATIONS (a strict one fails, or a feature is
+UNSUPPORTED — rejected explicitly, which a client can handle), READY, or NOT CHECKED (nothing could run).
+The raw HTTP exchange is read here (status, content type, every SSE event), not through OpenAIClient: the
+contract is in the details the client smooths over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from harness.core.findings import Finding, Severity
+from harness.core.sse import SSEEvent, SSEParser
+from harness.core.wire import auth_headers
+
+__all__ = ["FEATURES", "Probe", "Prober", "Reply", "Unsupported", "Verdict", "overall", "run_semantics"]
+
+PROMPT = [{"role": "user", "content": "Count from one to twenty in words, separated by commas."}]
+LONG_PROMPT = [{"role": "user", "content": "Repeat after me. " + "alpha beta gamma delta " * 60}]
+GREEDY: dict[str, Any] = {"temperature": 0.0}
+# Stop strings are taken from a SAMPLED answer (seeded, so it repeats): a random model's greedy text is often one
+# token repeated, and a stop string inside it would prove little.
+SAMPLED: dict[str, Any] = {"temperature": 1.0, "seed": 11, "ignore_eos": True, "max_tokens": 32}
+TOKENS = 16
+NO_SUCH_MODEL = "devai-no-such-model"
+
+
+class Unsupported(Exception):
+    """The server rejected a feature explicitly (a 4xx naming it): a limitation a client can handle."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    content_type: str
+    body: Any = None  # the JSON body (a whole reply, or an error)
+    events: list[dict[str, Any]] = field(default_factory=list)  # a stream's data objects, [DONE] left out
+    done: bool = False
+
+    @property
+    def streamed(self) -> bool:
+        return "text/event-stream" in self.content_type
+
+    def choices(self) -> dict[int, dict[str, Any]]:
+        """index -> {text, finish_reason, stop_reason}, from a whole reply or a stream's deltas."""
+        out: dict[int, dict[str, Any]] = {}
+        sources = self.events if self.streamed else [self.body or {}]
+        for item in sources:
+            for c in item.get("choices") or ():
+                slot = out.setdefault(int(c.get("index", 0)), {"text": "", "finish_reason": None, "stop_reason": None})
+                piece = (c.get("delta") or c.get("message") or {}).get("content") or c.get("text") or ""
+                slot["text"] += piece
+                for key in ("finish_reason", "stop_reason"):
+                    if c.get(key) is not None:
+                        slot[key] = c[key]
+        return out
+
+    @property
+    def text(self) -> str:
+        return str(self.choices().get(0, {}).get("text", ""))
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices().get(0, {}).get("finish_reason")
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        found = None
+        for item in self.events if self.streamed else [self.body or {}]:
+            if isinstance(item.get("usage"), dict):
+                found = item["usage"]
+        return found
+
+
+class Prober:
+    """Raw chat completions against ``base_url`` (…/v1)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        *,
+        timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.model = model
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=auth_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Prober:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def chat(
+        self, messages: list[dict[str, Any]] | None = None, *, model: str | None = None, **params: Any
+    ) -> Reply:
+        body = {"model": model or self.model, "messages": messages or PROMPT, "max_tokens": TOKENS, **GREEDY}
+        body |= params
+        if not body.get("stream"):
+            resp = await self._http.post("/chat/completions", json=body)
+            return Reply(resp.status_code, resp.headers.get("content-type", ""), _json(resp.text))
+        async with self._http.stream("POST", "/chat/completions", json=body) as resp:
+            raw = (await resp.aread()).decode("utf-8", "replace")
+        kind = resp.headers.get("content-type", "")
+        if resp.status_code >= 400 or "text/event-stream" not in kind:
+            return Reply(resp.status_code, kind, _json(raw))
+        parser = SSEParser()
+        events = [e for e in parser.feed(raw) + parser.finish() if isinstance(e, SSEEvent)]
+        data = [_json(e.data) for e in events if e.data.strip() != "[DONE]"]
+        return Reply(resp.status_code, kind, None, [d for d in data if isinstance(d, dict)], "[DONE]" in raw)
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _fail(code: str, title: str, detail: str) -> Finding:
+    return Finding(code, title, detail, Severity.ERROR)
+
+
+def _ok(reply: Reply, what: str) -> Reply:
+    """A 2xx, or: Unsupported for a 4xx that names a parameter (the feature was refused), a Finding otherwise."""
+    if reply.status < 400:
+        return reply
+    detail = json.dumps(reply.body)[:300] if reply.body is not None else "(no JSON body)"
+    if 400 <= reply.status < 500:
+        raise Unsupported(f"{what}: HTTP {reply.status} {detail}")
+    raise _fail("server-error", f"{what}: HTTP {reply.status}", detail)
+
+
+# --- checks: each raises a Finding (or Unsupported) --------------------------------------------------
+
+
+def check_identical(texts: list[str], what: str) -> None:
+    if len(set(texts)) > 1:
+        shown = " | ".join(repr(t[:40]) for t in dict.fromkeys(texts))
+        raise _fail("greedy-not-deterministic", f"temperature 0 differs {what}", f"{len(set(texts))} texts: {shown}")
+
+
+def check_stream_equals_whole(streamed: Reply, whole: Reply) -> None:
+    if streamed.text != whole.text:
+        raise _fail(
+            "stream-differs",
+            "the concatenated deltas differ from the whole reply",
+            f"streamed {streamed.text[:60]!r} vs whole {whole.text[:60]!r}",
+        )
+
+
+def check_usage_matches(streamed: Reply, whole: Reply) -> None:
+    s, w = streamed.usage, whole.usage
+    if s is None or w is None:
+        raise _fail("usage-missing", "usage missing", f"streamed {s}, whole {w}")
+    for key in ("prompt_tokens", "completion_tokens"):
+        if s.get(key) != w.get(key):
+            raise _fail("usage-differs", f"{key} differs between stream and whole", f"{s.get(key)} vs {w.get(key)}")
+
+
+def check_exact_length(reply: Reply, n: int) -> None:
+    got = (reply.usage or {}).get("completion_tokens")
+    if got != n or reply.finish_reason != "length":
+        raise _fail(
+            "max-tokens-not-exact",
+            "max_tokens with ignore_eos is not exact",
+            f"asked {n}: completion_tokens {got}, finish_reason {reply.finish_reason!r}",
+        )
+
+
+def check_client_error(reply: Reply, what: str) -> None:
+    if not 400 <= reply.status < 500:
+        raise _fail("bad-input-not-4xx", f"{what} is not a 4xx", f"HTTP {reply.status}")
+
+
+def check_error_envelope(reply: Reply) -> None:
+    err = reply.body.get("error") if isinstance(reply.body, dict) else None
+    missing = [k for k in ("message", "type", "param", "code") if not isinstance(err, dict) or k not in err]
+    if missing:
+        raise _fail("error-envelope", "the error body is not OpenAI's envelope", f"missing {missing}: {reply.body}")
+
+
+def check_stopped_at(reply: Reply, full: str, stop: str) -> None:
+    expected = full[: full.find(stop)]
+    if stop in reply.text or reply.text != expected or reply.finish_reason != "stop":
+        raise _fail(
+            "stop-not-honoured",
+            f"stop {stop!r} not honoured",
+            f"expected {expected[:60]!r}, got {reply.text[:60]!r}, finish_reason {reply.finish_reason!r}",
+        )
+
+
+def check_stop_reason(reply: Reply, stop: str) -> None:
+    got = reply.choices().get(0, {}).get("stop_reason")
+    if got != stop:
+        raise _fail("stop-reason", "stop_reason does not name the matched stop string", f"got {got!r}")
+
+
+def check_include_usage_chunk(reply: Reply) -> None:
+    last = [e for e in reply.events if isinstance(e.get("usage"), dict)]
+    if not last or last[-1].get("choices") != []:
+        raise _fail("usage-chunk", "no final usage chunk with choices: []", f"{len(last)} chunk(s) with usage")
+
+
+def check_n_choices(reply: Reply, n: int) -> None:
+    got = reply.choices()
+    if sorted(got) != list(range(n)) or any(c["finish_reason"] is None for c in got.values()):
+        raise _fail(
+            "n-choices",
+            f"n={n} did not give {n} indexed choices with finish reasons",
+            f"indices {sorted(got)}, finish {[c['finish_reason'] for c in got.values()]}",
+        )
+
+
+def check_stream_error_is_json(reply: Reply) -> None:
+    if reply.streamed or not 400 <= reply.status < 500 or not isinstance(reply.body, dict):
+        raise _fail(
+            "stream-error-shape",
+            "a stream that fails before its first byte is not a JSON 4xx",
+            f"HTTP {reply.status}, {reply.content_type}",
+        )
+
+
+# --- features ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    feature: str
+    layer: str  # compat | strict
+    status: str  # pass | fail | unsupported | not-checked
+    detail: str
+
+
+Probe = Callable[[Prober], Awaitable[str]]
+
+
+async def _determinism(p: Prober) -> str:
+    alone = [(await p.chat()).text for _ in range(3)]
+    check_identical(alone, "across repeats")
+    batch = await asyncio.gather(*(p.chat() for _ in range(8)))
+    check_identical([alone[0]] + [_ok(r, "batch").text for r in batch], "alone vs inside a batch of 8")
+    check_identical([alone[0], (await p.chat(stream=True)).text], "with and without streaming")
+    return f"3 repeats, a batch of 8 and a stream agree ({len(alone[0])} characters)"
+
+
+async def _stream_equals_whole(p: Prober) -> str:
+    whole, streamed = _ok(await p.chat(max_tokens=32), "whole"), await p.chat(max_tokens=32, stream=True)
+    check_stream_equals_whole(_ok(streamed, "stream"), whole)
+    return f"{len(whole.text)} characters alike"
+
+
+async def _usage_stream_vs_whole(p: Prober) -> str:
+    opts: dict[str, Any] = {"stream_options": {"include_usage": True}}
+    whole = _ok(await p.chat(max_tokens=32), "whole")
+    streamed = _ok(await p.chat(max_tokens=32, stream=True, **opts), "stream with include_usage")
+    check_usage_matches(streamed, whole)
+    check_include_usage_chunk(streamed)
+    return f"usage {whole.usage} in both; the last chunk carries it with choices: []"
+
+
+async def _max_tokens_exact(p: Prober) -> str:
+    reply = _ok(await p.chat(max_tokens=TOKENS, ignore_eos=True), "ignore_eos")
+    check_exact_length(reply, TOKENS)
+    long = _ok(await p.chat(LONG_PROMPT, max_tokens=8, ignore_eos=True), "a long prompt")
+    check_exact_length(long, 8)  # max_tokens never counts the prompt
+    prompt = (long.usage or {}).get("prompt_tokens")
+    return f"{TOKENS} and 8 tokens exactly, finish 'length' (the long prompt: {prompt} tokens, not counted)"
+
+
+async def _bad_max_tokens(p: Prober) -> str:
+    for value in (0, -1, 10**7):
+        check_client_error(await p.chat(max_tokens=value), f"max_tokens={value}")
+    return "0, -1 and 10^7 are 4xx"
+
+
+async def _stop_strings(p: Prober) -> str:
+    full = _ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text
+    stop = _pick_stop(full)
+    one = _ok(await p.chat(**SAMPLED, stop=[stop]), "stop")
+    check_stopped_at(one, full, stop)
+    other = _pick_stop(full[full.find(stop) + len(stop) :], required=False) or stop
+    two = _ok(await p.chat(**SAMPLED, stop=[other, stop]), "two stop strings")
+    first = min((full.find(s), s) for s in (stop, other) if s in full)[1]
+    check_stopped_at(two, full, first)
+    streamed = _ok(await p.chat(**SAMPLED, stop=[stop], stream=True), "stop, streamed")
+    check_stopped_at(streamed, full, stop)
+    return f"stop {stop!r} (and two at once) excluded and honoured, streamed too, in a {len(full)}-character answer"
+
+
+async def _stop_reason(p: Prober) -> str:
+    full = _ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text
+    stop = _pick_stop(full)
+    check_stop_reason(_ok(await p.chat(**SAMPLED, stop=[stop]), "stop"), stop)
+    return f"stop_reason {stop!r}"
+
+
+def _pick_stop(text: str, *, required: bool = True) -> str:
+    """A stop string the answer contains: two characters from its middle."""
+    if len(text) < 4:
+        if not required:
+            return ""
+        raise Unsupported(f"the answer is too short to pick a stop string from ({text!r})")
+    mid = len(text) // 2
+    return text[mid : mid + 2]
+
+
+async def _usage_stable(p: Prober) -> str:
+    a, b = _ok(await p.chat(), "first"), _ok(await p.chat(), "second")
+    pa, pb = (a.usage or {}).get("prompt_tokens"), (b.usage or {}).get("prompt_tokens")
+    if pa is None or pa != pb:
+        raise _fail("prompt-tokens-unstable", "prompt_tokens differ for the same prompt", f"{pa} vs {pb}")
+    return f"prompt_tokens {pa} both times"
+
+
+async def _n_choices(p: Prober) -> str:
+    whole = _ok(await p.chat(n=2, temperature=1.0, seed=7), "n=2")
+    check_n_choices(whole, 2)
+    check_n_choices(_ok(await p.chat(n=2, temperature=1.0, seed=7, stream=True), "n=2 streamed"), 2)
+    return "2 indexed choices with finish reasons, whole and streamed"
+
+
+async def _seed(p: Prober) -> str:
+    runs = [_ok(await p.chat(temperature=1.0, seed=1234), "seed").text for _ in range(2)]
+    check_identical(runs, "with seed 1234 at temperature 1")
+    return "the same seed repeats at temperature 1"
+
+
+async def _errors_4xx(p: Prober) -> str:
+    unknown = await p.chat(model=NO_SUCH_MODEL)
+    check_client_error(unknown, "an unknown model")
+    check_client_error(await p.chat(temperature=-1.0), "temperature -1")
+    check_stream_error_is_json(await p.chat(model=NO_SUCH_MODEL, stream=True))
+    return "unknown model and temperature -1 are 4xx; a failing stream answers JSON, not a broken stream"
+
+
+async def _error_envelope(p: Prober) -> str:
+    reply = await p.chat(model=NO_SUCH_MODEL)
+    check_error_envelope(reply)
+    return f"error type {reply.body['error'].get('type')!r}"
+
+
+FEATURES: list[tuple[str, str, Probe]] = [
+    ("greedy determinism", "compat", _determinism),
+    ("streamed = whole", "compat", _stream_equals_whole),
+    ("max_tokens exact (ignore_eos), prompt not counted", "compat", _max_tokens_exact),
+    ("bad max_tokens are 4xx", "compat", _bad_max_tokens),
+    ("stop strings", "compat", _stop_strings),
+    ("n > 1 choices", "compat", _n_choices),
+    ("seed repeats", "compat", _seed),
+    ("errors are 4xx (and JSON before a stream)", "compat", _errors_4xx),
+    ("usage: stream = whole, include_usage chunk", "strict", _usage_stream_vs_whole),
+    ("usage: prompt_tokens stable", "strict", _usage_stable),
+    ("stop_reason names the stop string", "strict", _stop_reason),
+    ("error envelope (message, type, param, code)", "strict", _error_envelope),
+]
+
+
+async def run_semantics(p: Prober) -> list[Verdict]:
+    verdicts = []
+    for name, layer, probe in FEATURES:
+        try:
+            verdicts.append(Verdict(name, layer, "pass", await probe(p)))
+        except Finding as f:
+            verdicts.append(Verdict(name, layer, "fail", f"{f.title}: {f.message}"))
+        except Unsupported as u:
+            verdicts.append(Verdict(name, layer, "unsupported", str(u)))
+        except httpx.HTTPError as exc:
+            verdicts.append(Verdict(name, layer, "not-checked", f"{type(exc).__name__}: {exc}"))
+    return verdicts
+
+
+def overall(verdicts: list[Verdict]) -> str:
+    ran = [v for v in verdicts if v.status != "not-checked"]
+    if not ran:
+        return "NOT CHECKED"
+    if any(v.layer == "compat" and v.status == "fail" for v in ran):
+        return "NOT READY"
+    if any(v.status in ("fail", "unsupported") for v in verdicts) or len(ran) < len(verdicts):
+        return "READY WITH LIMITATIONS"
+    return "READY"

@@ -1,0 +1,156 @@
+"""Engine-semantics checks proven both ways: a fake engine (made here, an httpx MockTransport) that keeps every
+rule passes them all (READY), and each way of breaking one rule makes exactly that feature fail (or UNSUPPORTED),
+with the overall verdict that follows. The same checks on a real vLLM server: tests/test_vllm.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.conformance.semantics import Prober, overall, run_semantics
+
+WORDS = [f"w{i} " for i in range(50)]
+EOS_AFTER = 5
+
+
+class FakeEngine:
+    """Deterministic 'tokens' (words) from the prompt and seed; ``broken`` names the one rule it breaks."""
+
+    def __init__(self, broken: str = "") -> None:
+        self.broken = broken
+
+    def tokens(self, body: dict[str, Any], choice: int) -> list[str]:
+        prompt = json.dumps(body["messages"])
+        greedy = body.get("temperature", 1.0) == 0
+        seed = body.get("seed") if "seed" in body and self.broken != "seed-ignored" else random.random()
+        salt = "" if greedy else f"{seed}-{choice}"
+        if greedy and self.broken == "nondeterministic":
+            salt = str(random.random())
+        rng = random.Random(hashlib.sha256((prompt + salt).encode()).digest())
+        n = body.get("max_tokens", 16)
+        if self.broken == "prompt-counted":
+            n -= len(prompt.split()) // 20
+        if self.broken == "off-by-one":
+            n -= 1
+        return [rng.choice(WORDS) for _ in range(n if body.get("ignore_eos") else min(n, EOS_AFTER))]
+
+    def choice(self, body: dict[str, Any], index: int) -> dict[str, Any]:
+        toks = self.tokens(body, index)
+        text, finish, stop_reason = (
+            "".join(toks),
+            ("length" if len(toks) >= body.get("max_tokens", 16) else "stop"),
+            None,
+        )
+        hits = [(text.find(s), s) for s in body.get("stop") or [] if s in text]
+        if hits:
+            at, s = min(hits)
+            text, finish, stop_reason = text[: at + (len(s) if self.broken == "stop-included" else 0)], "stop", s
+            toks = text.split(" ")
+        if self.broken == "no-stop-reason":
+            stop_reason = None
+        return {"index": index, "text": text, "finish_reason": finish, "stop_reason": stop_reason, "n": len(toks)}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        error = self.error(body)
+        if error is not None:
+            return error
+        n = 1 if self.broken == "n-ignored" else body.get("n", 1)
+        choices = [self.choice(body, i) for i in range(n)]
+        prompt_tokens = len(json.dumps(body["messages"]).split())
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(c["n"] for c in choices)}
+        if body.get("stream"):
+            return self.stream(body, choices, usage)
+        message = [
+            {"index": c["index"], "message": {"role": "assistant", "content": c["text"]}}
+            | {k: c[k] for k in ("finish_reason", "stop_reason")}
+            for c in choices
+        ]
+        return httpx.Response(200, json={"choices": message, "usage": usage})
+
+    def error(self, body: dict[str, Any]) -> httpx.Response | None:
+        envelope = {"error": {"message": "bad", "type": "BadRequestError", "param": None, "code": 400}}
+        if self.broken == "bare-error":
+            envelope = {"detail": "bad"}
+        bad = body["model"] != "fake" or body.get("temperature", 0) < 0 or not 0 < body.get("max_tokens", 16) < 4096
+        if body.get("ignore_eos") and self.broken == "ignore-eos-rejected":
+            bad = True
+        if not bad:
+            return None
+        if self.broken == "errors-500":
+            return httpx.Response(500, json=envelope)
+        if body.get("stream") and self.broken == "stream-error-200":
+            return httpx.Response(200, text='data: {"error": "bad"}\n\n', headers={"content-type": "text/event-stream"})
+        return httpx.Response(404 if body["model"] != "fake" else 400, json=envelope)
+
+    def stream(self, body: dict[str, Any], choices: list[dict[str, Any]], usage: dict[str, Any]) -> httpx.Response:
+        events = []
+        for c in choices:
+            text = c["text"][:-1] if self.broken == "stream-differs" else c["text"]
+            for piece in [p + " " for p in text.split(" ")[:-1]] + [text.split(" ")[-1]]:
+                events.append({"choices": [{"index": c["index"], "delta": {"content": piece}, "finish_reason": None}]})
+            last = {k: c[k] for k in ("finish_reason", "stop_reason")}
+            events.append({"choices": [{"index": c["index"], "delta": {}} | last]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            if self.broken == "usage-differs":
+                usage = usage | {"completion_tokens": usage["completion_tokens"] + 1}
+            if self.broken == "no-usage-chunk":
+                events[-1]["usage"] = usage
+            else:
+                events.append({"choices": [], "usage": usage})
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+
+async def verdicts(broken: str = "") -> tuple[dict[str, str], str]:
+    async with Prober("http://fake/v1", None, "fake", transport=httpx.MockTransport(FakeEngine(broken))) as p:
+        found = await run_semantics(p)
+    return {v.feature: v.status for v in found}, overall(found)
+
+
+async def test_an_engine_that_keeps_every_rule_is_ready() -> None:
+    got, verdict = await verdicts()
+    assert set(got.values()) == {"pass"}, got
+    assert verdict == "READY"
+
+
+@pytest.mark.parametrize(
+    ("broken", "feature", "status", "verdict"),
+    [
+        ("nondeterministic", "greedy determinism", "fail", "NOT READY"),
+        ("stream-differs", "streamed = whole", "fail", "NOT READY"),
+        ("off-by-one", "max_tokens exact (ignore_eos), prompt not counted", "fail", "NOT READY"),
+        ("prompt-counted", "max_tokens exact (ignore_eos), prompt not counted", "fail", "NOT READY"),
+        ("ignore-eos-rejected", "max_tokens exact (ignore_eos), prompt not counted", "unsupported", None),
+        ("stop-included", "stop strings", "fail", "NOT READY"),
+        ("n-ignored", "n > 1 choices", "fail", "NOT READY"),
+        ("seed-ignored", "seed repeats", "fail", "NOT READY"),
+        ("errors-500", "errors are 4xx (and JSON before a stream)", "fail", "NOT READY"),
+        ("stream-error-200", "errors are 4xx (and JSON before a stream)", "fail", "NOT READY"),
+        ("usage-differs", "usage: stream = whole, include_usage chunk", "fail", "READY WITH LIMITATIONS"),
+        ("no-usage-chunk", "usage: stream = whole, include_usage chunk", "fail", "READY WITH LIMITATIONS"),
+        ("no-stop-reason", "stop_reason names the stop string", "fail", "READY WITH LIMITATIONS"),
+        ("bare-error", "error envelope (message, type, param, code)", "fail", "READY WITH LIMITATIONS"),
+    ],
+)
+async def test_each_broken_rule_fails_its_feature(broken: str, feature: str, status: str, verdict: str | None) -> None:
+    got, overall_verdict = await verdicts(broken)
+    assert got[feature] == status, got
+    if verdict is not None:
+        assert overall_verdict == verdict
+    if status == "unsupported":  # a feature refused explicitly is a limitation, not a failure
+        assert overall_verdict in ("READY WITH LIMITATIONS", "NOT READY")
+
+
+async def test_nothing_reachable_is_not_checked() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with Prober("http://fake/v1", None, "fake", transport=httpx.MockTransport(down)) as p:
+        found = await run_semantics(p)
+    assert {v.status for v in found} == {"not-checked"} and overall(found) == "NOT CHECKED"
