@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,14 @@ def test_summary_names_each_tools_convention() -> None:
     assert s["icl_aiperf_s"]["count"] == 8
 
 
+def _own_port() -> list[str]:
+    """Not locust's fixed 5557: two runs on one machine must not meet (--processes children dial --master-port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    return ["--master-bind-port", port, "--master-port", port]
+
+
 def _locust(emu: Emulator, locustfile: str, run_dir: Path, *extra: str, timeout: float = 90) -> str:
     env = {**os.environ, "RUNPOD_API_KEY": emu.api_key}
     cmd = [
@@ -152,6 +161,7 @@ def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
             tmp_path,
             "--processes",
             "2",
+            *_own_port(),
             "--steps",
             "2,4",
             "--step-seconds",
@@ -164,6 +174,8 @@ def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
     stats = (tmp_path / "locust_stats.csv").read_text().splitlines()
     total = next(line for line in stats if ",Aggregated," in line).split(",")
     assert int(total[2]) == len(records)  # locust's own count == our merged records
+    lags = [json.loads(m.read_text())["scheduling_lag"] for m in tmp_path.glob("process-*.json")]
+    assert len(lags) == 2 and all(lag["samples"] > 50 for lag in lags)  # each process measured its own lag
     data = json.loads(build_report(tmp_path, slo_p95_s=5.0)["json"].read_text())
     assert [c["step"] for c in data["capacity"]] == ["c2", "c4"] and data["max_sustainable"] is not None
 
@@ -261,3 +273,31 @@ def test_each_locustfile_header_lists_its_flags(name: str) -> None:
     for flag in USED[name] | {"--run-dir"}:
         assert flag in defined, f"{flag} is not an option of harness.load.users"
         assert flag in header, f"locustfiles/{name}: the header does not list {flag}"
+
+
+def test_lag_probe_measures_how_late_it_wakes() -> None:
+    from harness.load.lag import LagProbe
+
+    now = [0.0]
+    lateness = iter([0.0, 0.0005, 0.030, 0.002] * 25)  # s late per wake: one wake in four is 30 ms late
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + next(lateness)
+
+    probe = LagProbe(interval_s=0.01, sleep=sleep, clock=lambda: now[0])
+    assert [round(probe.tick(), 1) for _ in range(4)] == [0.0, 0.5, 30.0, 2.0]
+    for _ in range(96):
+        probe.tick()
+    s = probe.summary()
+    assert s["samples"] == 100 and s["p50_ms"] == 0.0 and s["p99_ms"] == 30.0 and s["max_ms"] == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(("p99", "ok"), [(1.0, True), (40.0, False)])
+def test_report_flags_a_starved_load_generator(tmp_path: Path, p99: float, ok: bool) -> None:
+    with RecordWriter(tmp_path) as w:
+        w.write(LoadRecord(process=w.pid, seq=w.next_seq(), label="chat", phase="chat", start_unix=1.0, e2e_s=0.1))
+        w.lag = {"samples": 500, "interval_ms": 10.0, "p50_ms": 0.0, "p99_ms": p99, "max_ms": p99 + 5}
+    data = json.loads(build_report(tmp_path)["json"].read_text())
+    (check,) = [c for c in data["checks"] if c["name"].startswith("the load generator kept up")]
+    assert check["ok"] is ok and f"p99 {p99:g} ms" in check["detail"]
+    assert ("starved of CPU" in check["detail"]) is not ok

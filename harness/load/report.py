@@ -27,6 +27,7 @@ from typing import Any
 from harness.conformance.results import JUnitCase, write_junit
 from harness.core.errors import ConfigError
 from harness.load.cost import CostModel, what_if
+from harness.load.lag import TRUSTED_LAG_MS
 from harness.load.metrics import PhaseStats, percentiles
 from harness.load.records import FIELDS, Contributor, contributors_from, iter_records, record_files
 
@@ -308,7 +309,25 @@ def process_checks(data: RunData) -> list[tuple[str, bool, str]]:
                 f"skewed: {off} (start times shift by that much; durations do not)" if skewed else "all within",
             )
         )
+    checks.extend(_lag_checks(procs))
     return checks
+
+
+def _lag_checks(procs: list[Contributor]) -> list[tuple[str, bool, str]]:
+    """Timings are only as good as the load generator's own punctuality (harness.load.lag)."""
+    lags = {(c.host, c.process): c.lag for c in procs if c.lag and c.lag.get("p99_ms") is not None}
+    if not lags:
+        return []
+    late = [k for k, lag in lags.items() if float(lag["p99_ms"]) > TRUSTED_LAG_MS]
+    (host, pid), worst = max(lags.items(), key=lambda kv: float(kv[1]["p99_ms"]))
+    said = f"scheduling lag p99 {worst['p99_ms']:g} ms, max {worst['max_ms']:g} ms ({host}/{pid})"
+    if late:
+        said += (
+            f": its timings may be late by that much — the load generator was starved of CPU (give it cores of its "
+            f"own with taskset, or fewer users per process); {len(late)} of {len(lags)} process(es) over "
+            f"{TRUSTED_LAG_MS:g} ms"
+        )
+    return [(f"the load generator kept up (scheduling lag p99 <= {TRUSTED_LAG_MS:g} ms)", not late, said)]
 
 
 def build_report(

@@ -34,6 +34,7 @@ from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, 
 from harness.core.polling import FailureBackoff, PollPolicy
 from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
+from harness.load.lag import LagProbe
 from harness.load.phases import LATENCY_POLL, PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter
 
@@ -62,6 +63,7 @@ def _options(parser: Any) -> None:
 
 
 _writers: dict[int, RecordWriter] = {}
+_probes: dict[int, LagProbe] = {}  # this process's own scheduling lag (harness.load.lag)
 _started: dict[int, float] = {}
 _run: dict[str, Any] = {}  # what the master said: step_users, users, offset_s (this clock minus the master's)
 _told = gevent.event.Event()  # a worker has heard the master's current step
@@ -90,6 +92,9 @@ def _init(environment: Environment, **_: Any) -> None:
 @events.test_start.add_listener
 def _test_start(environment: Environment, **_: Any) -> None:
     _started[os.getpid()] = time.monotonic()
+    if not isinstance(environment.runner, MasterRunner) and os.getpid() not in _probes:  # a process that sends
+        probe = _probes[os.getpid()] = LagProbe(sleep=gevent.sleep)
+        gevent.spawn(probe.run, lambda: True)
     if isinstance(environment.runner, WorkerRunner):  # where is the run? (None: a late joiner's runner is not set yet)
         environment.runner.send_message(HELLO, {})
     elif isinstance(environment.runner, MasterRunner):
@@ -151,7 +156,9 @@ def _set_step(runner: Any, users: int) -> None:
 
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
+    probe = _probes.get(os.getpid())
     for writer in _writers.values():
+        writer.lag = probe.summary() if probe is not None else None
         writer.close()
 
 
