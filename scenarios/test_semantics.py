@@ -1,17 +1,21 @@
 """Engine semantics (harness.conformance.semantics) as scenarios: one test per feature, on any model, against a
-live OpenAI-compatible server (``-m live --target openai --base-url URL``) or a RunPod endpoint's /openai/v1 route
-(``-m live --target runpod``). A feature the server rejects explicitly is skipped as UNSUPPORTED; a failure is the
-feature's finding. The checks are proven both ways in tests/test_semantics.py; `check --target openai` runs the
-same features and prints READY / READY WITH LIMITATIONS / NOT READY.
+live OpenAI-compatible server (``-m live --target openai --base-url URL``) or a RunPod endpoint (``-m live --target
+runpod``: its /openai/v1 route, and the native input's features through /run). A feature the server rejects
+explicitly is skipped as UNSUPPORTED; a failure is the feature's finding. The checks are proven both ways in
+tests/test_semantics.py; `check --target openai` runs the same features and prints READY / READY WITH
+LIMITATIONS / NOT READY.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from harness.clients.openai import OpenAIClient
+from harness.clients.runpod import RunPodClient
+from harness.conformance.nativesemantics import NATIVE_FEATURES
 from harness.conformance.semantics import FEATURES, Probe, Prober, Unsupported
 from harness.pytest_plugin import OpenAITarget
 
@@ -34,3 +38,17 @@ async def test_engine_semantics(prober: Prober, layer: str, probe: Probe) -> Non
         await probe(prober)  # a Finding fails the test with the feature's reason
     except Unsupported as exc:
         pytest.skip(f"UNSUPPORTED ({layer}): {exc}")
+
+
+@pytest.mark.parametrize("probe", [pytest.param(probe, id=f"native {name}") for name, probe in NATIVE_FEATURES])
+async def test_native_input_semantics(runpod_client: RunPodClient, target: str, probe: Any) -> None:
+    if target not in ("runpod", "runpod-local"):
+        pytest.skip("the native input is a RunPod worker's: --target runpod or runpod-local")
+
+    async def run(job_input: dict[str, Any]) -> Any:
+        return (await runpod_client.run(job_input, timeout=300)).output
+
+    try:
+        await probe(run)
+    except Unsupported as exc:
+        pytest.skip(f"UNSUPPORTED (compat): {exc}")

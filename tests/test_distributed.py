@@ -178,7 +178,7 @@ def test_openai_users_distributed(locustfile: str, mock_url: str, tmp_path: Path
 def test_a_worker_killed_mid_run_is_reported_with_its_requests_lost(emulator: Emulator, tmp_path: Path) -> None:
     args, env = runpod_args(emulator)
     run = distributed(
-        "capacity.py", tmp_path, *args, "--steps", "4", "--step-seconds", "4", env=env, kill_after_records=30
+        "capacity.py", tmp_path, *args, "--steps", "4", "--step-seconds", "3", env=env, kill_after_records=30
     )
     records = load_records(tmp_path)
     killed = [c for c in contributors(tmp_path) if c.ended is False]
@@ -203,7 +203,7 @@ def test_report_merges_run_dirs_from_several_hosts_and_refuses_duplicates(
 ) -> None:
     args, env = runpod_args(emulator)
     for name in ("a", "b"):
-        run = distributed("capacity.py", tmp_path / name, *args, "--steps", "2", "--step-seconds", "2", env=env)
+        run = distributed("capacity.py", tmp_path / name, *args, "--steps", "2", "--step-seconds", "1.5", env=env)
         assert run.returncode == 0, run.master[-1500:]
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged")]) == 0
     data = json.loads((tmp_path / "merged" / "report.json").read_text())

@@ -41,19 +41,33 @@ class FakeEngine:
 
     def choice(self, body: dict[str, Any], index: int) -> dict[str, Any]:
         toks = self.tokens(body, index)
-        text, finish, stop_reason = (
-            "".join(toks),
-            ("length" if len(toks) >= body.get("max_tokens", 16) else "stop"),
-            None,
-        )
-        hits = [(text.find(s), s) for s in body.get("stop") or [] if s in text]
-        if hits:
-            at, s = min(hits)
+        finish = "length" if len(toks) >= body.get("max_tokens", 16) else "stop"
+        stop_reason: str | int | None = None
+        ids = [WORDS.index(t) for t in toks]
+        for k, token_id in enumerate(ids):
+            if token_id in (body.get("stop_token_ids") or []) and self.broken != "stop-token-ignored":
+                toks, ids, finish, stop_reason = toks[:k], ids[:k], "stop", token_id
+                break
+        text = "".join(toks)
+        stops = [s for s in body.get("stop") or [] if s in text]
+        if self.broken == "stop-within-tokens":  # only a stop string inside one token is seen
+            stops = [s for s in stops if any(s in t for t in toks)]
+        if stops:
+            at, s = min((text.find(s), s) for s in stops)
             text, finish, stop_reason = text[: at + (len(s) if self.broken == "stop-included" else 0)], "stop", s
-            toks = text.split(" ")
+            toks = _cut(toks, len(text))
         if self.broken == "no-stop-reason":
             stop_reason = None
-        return {"index": index, "text": text, "finish_reason": finish, "stop_reason": stop_reason, "n": len(toks)}
+        counted = len(toks) + (1 if finish == "stop" and stop_reason is not None else 0)
+        return {
+            "index": index,
+            "text": text,
+            "finish_reason": finish,
+            "stop_reason": stop_reason,
+            "n": counted,
+            "tokens": toks,
+            "ids": ids,
+        }
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -69,6 +83,8 @@ class FakeEngine:
         message = [
             {"index": c["index"], "message": {"role": "assistant", "content": c["text"]}}
             | {k: c[k] for k in ("finish_reason", "stop_reason")}
+            | ({"logprobs": {"content": [{"token": t} for t in c["tokens"]]}} if body.get("logprobs") else {})
+            | ({"token_ids": c["ids"]} if body.get("return_token_ids") and self.broken != "no-token-ids" else {})
             for c in choices
         ]
         return httpx.Response(200, json={"choices": message, "usage": usage})
@@ -90,10 +106,17 @@ class FakeEngine:
 
     def stream(self, body: dict[str, Any], choices: list[dict[str, Any]], usage: dict[str, Any]) -> httpx.Response:
         events = []
+        continuous = (body.get("stream_options") or {}).get("continuous_usage_stats")
         for c in choices:
-            text = c["text"][:-1] if self.broken == "stream-differs" else c["text"]
-            for piece in [p + " " for p in text.split(" ")[:-1]] + [text.split(" ")[-1]]:
-                events.append({"choices": [{"index": c["index"], "delta": {"content": piece}, "finish_reason": None}]})
+            pieces = list(c["tokens"]) or [""]
+            if self.broken == "stream-differs":
+                pieces[-1] = pieces[-1][:-1]
+            for i, piece in enumerate(pieces):
+                event = {"choices": [{"index": c["index"], "delta": {"content": piece}, "finish_reason": None}]}
+                if continuous:
+                    done = i + 1 if self.broken != "continuous-usage-wrong" else 1
+                    event["usage"] = usage | {"completion_tokens": done}
+                events.append(event)
             last = {k: c[k] for k in ("finish_reason", "stop_reason")}
             events.append({"choices": [{"index": c["index"], "delta": {}} | last]})
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -105,6 +128,17 @@ class FakeEngine:
                 events.append({"choices": [], "usage": usage})
         text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
         return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+
+def _cut(tokens: list[str], chars: int) -> list[str]:
+    """The tokens that spell the first ``chars`` characters (the last one cut short)."""
+    out, left = [], chars
+    for t in tokens:
+        if left <= 0:
+            break
+        out.append(t[:left])
+        left -= len(t)
+    return out
 
 
 async def verdicts(broken: str = "") -> tuple[dict[str, str], str]:
@@ -136,6 +170,10 @@ async def test_an_engine_that_keeps_every_rule_is_ready() -> None:
         ("no-usage-chunk", "usage: stream = whole, include_usage chunk", "fail", "READY WITH LIMITATIONS"),
         ("no-stop-reason", "stop_reason names the stop string", "fail", "READY WITH LIMITATIONS"),
         ("bare-error", "error envelope (message, type, param, code)", "fail", "READY WITH LIMITATIONS"),
+        ("stop-within-tokens", "stop strings", "fail", "NOT READY"),
+        ("stop-token-ignored", "stop token ids (vLLM)", "fail", "READY WITH LIMITATIONS"),
+        ("no-token-ids", "stop token ids (vLLM)", "unsupported", "READY WITH LIMITATIONS"),
+        ("continuous-usage-wrong", "usage: continuous usage stats (vLLM)", "fail", "READY WITH LIMITATIONS"),
     ],
 )
 async def test_each_broken_rule_fails_its_feature(broken: str, feature: str, status: str, verdict: str | None) -> None:
@@ -154,3 +192,39 @@ async def test_nothing_reachable_is_not_checked() -> None:
     async with Prober("http://fake/v1", None, "fake", transport=httpx.MockTransport(down)) as p:
         found = await run_semantics(p)
     assert {v.status for v in found} == {"not-checked"} and overall(found) == "NOT CHECKED"
+
+
+def native_run(broken: str = "") -> Any:
+    """A fake worker's native route over the fake engine: worker-vllm's output shape (choices of token batches,
+    usage input/output)."""
+    engine = FakeEngine(broken)
+
+    async def run(job_input: dict[str, Any]) -> Any:
+        body = {"model": "fake", "messages": job_input["messages"], **job_input.get("sampling_params", {})}
+        n = 1 if broken == "n-ignored" else body.get("n", 1)
+        choices = [engine.choice(body, i) for i in range(n)]
+        return [
+            {"choices": [{"tokens": [c["text"]]} for c in choices], "usage": {"input": 9, "output": choices[0]["n"]}}
+        ]
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("broken", "feature"),
+    [
+        ("", None),
+        ("nondeterministic", "greedy determinism"),
+        ("off-by-one", "max_tokens exact (ignore_eos)"),
+        ("stop-included", "stop strings"),
+        ("n-ignored", "n > 1 choices"),
+        ("seed-ignored", "seed repeats"),  # and the stop strings, taken from a seeded answer
+    ],
+)
+async def test_native_input_semantics_both_ways(broken: str, feature: str | None) -> None:
+    from harness.conformance.nativesemantics import run_native_semantics
+
+    found = {v.feature: v.status for v in await run_native_semantics(native_run(broken))}
+    failing = {k for k, s in found.items() if s != "pass"}
+    expected = {feature, "stop strings"} if broken == "seed-ignored" else {feature} if feature else set()
+    assert failing == expected, found

@@ -284,3 +284,28 @@ async def test_engine_semantics_through_the_runpod_openai_route(url: str, model:
     assert "HTTP 200, text/event-stream" in verdicts["errors are 4xx (and JSON before a stream)"].detail
     assert "missing ['param']" in verdicts["error envelope (message, type, param, code)"].detail
     assert overall(list(verdicts.values())) == "NOT READY"
+
+
+@pytest.mark.parametrize("sdk", [False, True])
+async def test_native_input_semantics_through_runpod(url: str, model: str, sdk: bool) -> None:
+    """worker-vllm's native input ({"messages", "sampling_params"}) with engine vllm: every sampling param reaches
+    the real server (the emulator forwarded only max_tokens and n before), in-process and as a runpod SDK worker."""
+    from harness import RunPodClient
+    from harness.conformance.nativesemantics import run_native_semantics
+    from harness.emulator import Emulator
+    from tests.realsystems import runpod_python
+
+    worker = {"engine": "vllm", "openai_base_url": url, "model": model}
+    config: dict[str, object] = {"worker": worker}
+    if sdk:
+        env = {"DEVAI_WORKER_OPTIONS": json.dumps(worker), "DEVAI_WORKER_CONCURRENCY": "8"}
+        config = {"worker_command": f"{runpod_python()} -m harness.emulator.refworker", "worker_cwd": str(ROOT)}
+        config |= {"worker_env": env, "max_workers": 1}
+    with Emulator(cold_start=0, **config) as emu:
+        async with RunPodClient.of(emu) as rp:
+
+            async def run(job_input: dict[str, object]) -> object:
+                return (await rp.run(job_input, timeout=120)).output
+
+            verdicts = await run_native_semantics(run)
+    assert {v.feature: v.status for v in verdicts} == {v.feature: "pass" for v in verdicts}, verdicts

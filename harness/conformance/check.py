@@ -52,7 +52,7 @@ PASS, FAIL, NOT_CHECKED, NA, ERROR = "PASS", "FAIL", "NOT CHECKED", "N/A", "ERRO
 SUITE_MODULES = {
     "emulator": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
     "replay": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
-    "runpod": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py", "test_semantics.py"),
+    "runpod": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
     "runpod-local": ("test_devai_tasks.py", "test_protocol.py"),
     "openai": ("test_devai_tasks.py", "test_streaming.py", "test_semantics.py"),
 }

@@ -17,6 +17,7 @@ contract is in the details the client smooths over.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,16 @@ from harness.core.findings import Finding, Severity
 from harness.core.sse import SSEEvent, SSEParser
 from harness.core.wire import auth_headers
 
-__all__ = ["FEATURES", "Probe", "Prober", "Reply", "Unsupported", "Verdict", "overall", "run_semantics"]
+__all__ = [
+    "FEATURES",
+    "Probe",
+    "Prober",
+    "Reply",
+    "Unsupported",
+    "Verdict",
+    "overall",
+    "run_semantics",
+]
 
 PROMPT = [{"role": "user", "content": "Count from one to twenty in words, separated by commas."}]
 LONG_PROMPT = [{"role": "user", "content": "Repeat after me. " + "alpha beta gamma delta " * 60}]
@@ -136,7 +146,7 @@ def _json(text: str) -> Any:
         return None
 
 
-def _fail(code: str, title: str, detail: str) -> Finding:
+def failure(code: str, title: str, detail: str) -> Finding:
     return Finding(code, title, detail, Severity.ERROR)
 
 
@@ -147,7 +157,7 @@ def _ok(reply: Reply, what: str) -> Reply:
     detail = json.dumps(reply.body)[:300] if reply.body is not None else "(no JSON body)"
     if 400 <= reply.status < 500:
         raise Unsupported(f"{what}: HTTP {reply.status} {detail}")
-    raise _fail("server-error", f"{what}: HTTP {reply.status}", detail)
+    raise failure("server-error", f"{what}: HTTP {reply.status}", detail)
 
 
 # --- checks: each raises a Finding (or Unsupported) --------------------------------------------------
@@ -156,12 +166,12 @@ def _ok(reply: Reply, what: str) -> Reply:
 def check_identical(texts: list[str], what: str) -> None:
     if len(set(texts)) > 1:
         shown = " | ".join(repr(t[:40]) for t in dict.fromkeys(texts))
-        raise _fail("greedy-not-deterministic", f"temperature 0 differs {what}", f"{len(set(texts))} texts: {shown}")
+        raise failure("greedy-not-deterministic", f"temperature 0 differs {what}", f"{len(set(texts))} texts: {shown}")
 
 
 def check_stream_equals_whole(streamed: Reply, whole: Reply) -> None:
     if streamed.text != whole.text:
-        raise _fail(
+        raise failure(
             "stream-differs",
             "the concatenated deltas differ from the whole reply",
             f"streamed {streamed.text[:60]!r} vs whole {whole.text[:60]!r}",
@@ -171,16 +181,16 @@ def check_stream_equals_whole(streamed: Reply, whole: Reply) -> None:
 def check_usage_matches(streamed: Reply, whole: Reply) -> None:
     s, w = streamed.usage, whole.usage
     if s is None or w is None:
-        raise _fail("usage-missing", "usage missing", f"streamed {s}, whole {w}")
+        raise failure("usage-missing", "usage missing", f"streamed {s}, whole {w}")
     for key in ("prompt_tokens", "completion_tokens"):
         if s.get(key) != w.get(key):
-            raise _fail("usage-differs", f"{key} differs between stream and whole", f"{s.get(key)} vs {w.get(key)}")
+            raise failure("usage-differs", f"{key} differs between stream and whole", f"{s.get(key)} vs {w.get(key)}")
 
 
 def check_exact_length(reply: Reply, n: int) -> None:
     got = (reply.usage or {}).get("completion_tokens")
     if got != n or reply.finish_reason != "length":
-        raise _fail(
+        raise failure(
             "max-tokens-not-exact",
             "max_tokens with ignore_eos is not exact",
             f"asked {n}: completion_tokens {got}, finish_reason {reply.finish_reason!r}",
@@ -189,20 +199,20 @@ def check_exact_length(reply: Reply, n: int) -> None:
 
 def check_client_error(reply: Reply, what: str) -> None:
     if not 400 <= reply.status < 500:
-        raise _fail("bad-input-not-4xx", f"{what} is not a 4xx", f"HTTP {reply.status}")
+        raise failure("bad-input-not-4xx", f"{what} is not a 4xx", f"HTTP {reply.status}")
 
 
 def check_error_envelope(reply: Reply) -> None:
     err = reply.body.get("error") if isinstance(reply.body, dict) else None
     missing = [k for k in ("message", "type", "param", "code") if not isinstance(err, dict) or k not in err]
     if missing:
-        raise _fail("error-envelope", "the error body is not OpenAI's envelope", f"missing {missing}: {reply.body}")
+        raise failure("error-envelope", "the error body is not OpenAI's envelope", f"missing {missing}: {reply.body}")
 
 
 def check_stopped_at(reply: Reply, full: str, stop: str) -> None:
     expected = full[: full.find(stop)]
     if stop in reply.text or reply.text != expected or reply.finish_reason != "stop":
-        raise _fail(
+        raise failure(
             "stop-not-honoured",
             f"stop {stop!r} not honoured",
             f"expected {expected[:60]!r}, got {reply.text[:60]!r}, finish_reason {reply.finish_reason!r}",
@@ -212,19 +222,19 @@ def check_stopped_at(reply: Reply, full: str, stop: str) -> None:
 def check_stop_reason(reply: Reply, stop: str) -> None:
     got = reply.choices().get(0, {}).get("stop_reason")
     if got != stop:
-        raise _fail("stop-reason", "stop_reason does not name the matched stop string", f"got {got!r}")
+        raise failure("stop-reason", "stop_reason does not name the matched stop string", f"got {got!r}")
 
 
 def check_include_usage_chunk(reply: Reply) -> None:
     last = [e for e in reply.events if isinstance(e.get("usage"), dict)]
     if not last or last[-1].get("choices") != []:
-        raise _fail("usage-chunk", "no final usage chunk with choices: []", f"{len(last)} chunk(s) with usage")
+        raise failure("usage-chunk", "no final usage chunk with choices: []", f"{len(last)} chunk(s) with usage")
 
 
 def check_n_choices(reply: Reply, n: int) -> None:
     got = reply.choices()
     if sorted(got) != list(range(n)) or any(c["finish_reason"] is None for c in got.values()):
-        raise _fail(
+        raise failure(
             "n-choices",
             f"n={n} did not give {n} indexed choices with finish reasons",
             f"indices {sorted(got)}, finish {[c['finish_reason'] for c in got.values()]}",
@@ -233,7 +243,7 @@ def check_n_choices(reply: Reply, n: int) -> None:
 
 def check_stream_error_is_json(reply: Reply) -> None:
     if reply.streamed or not 400 <= reply.status < 500 or not isinstance(reply.body, dict):
-        raise _fail(
+        raise failure(
             "stream-error-shape",
             "a stream that fails before its first byte is not a JSON 4xx",
             f"HTTP {reply.status}, {reply.content_type}",
@@ -295,26 +305,85 @@ async def _bad_max_tokens(p: Prober) -> str:
 
 async def _stop_strings(p: Prober) -> str:
     full = _ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text
-    stop = _pick_stop(full)
+    stop = pick_stop(full)
     one = _ok(await p.chat(**SAMPLED, stop=[stop]), "stop")
     check_stopped_at(one, full, stop)
-    other = _pick_stop(full[full.find(stop) + len(stop) :], required=False) or stop
+    spanning = await _boundary_stop(p, full)
+    if spanning:  # the last character of one token and the first of the next: matched across the boundary
+        check_stopped_at(_ok(await p.chat(**SAMPLED, stop=[spanning]), "stop across tokens"), full, spanning)
+    other = pick_stop(full[full.find(stop) + len(stop) :], required=False) or stop
     two = _ok(await p.chat(**SAMPLED, stop=[other, stop]), "two stop strings")
     first = min((full.find(s), s) for s in (stop, other) if s in full)[1]
     check_stopped_at(two, full, first)
     streamed = _ok(await p.chat(**SAMPLED, stop=[stop], stream=True), "stop, streamed")
     check_stopped_at(streamed, full, stop)
-    return f"stop {stop!r} (and two at once) excluded and honoured, streamed too, in a {len(full)}-character answer"
+    across = f", {spanning!r} across a token boundary" if spanning else " (no per-token text: boundary not tried)"
+    return f"stop {stop!r} (and two at once) excluded and honoured, streamed too{across}"
+
+
+async def _boundary_stop(p: Prober, full: str) -> str:
+    """Two characters straddling a token boundary of the sampled answer (its tokens from logprobs), whose first
+    occurrence in the text is that boundary; "" when the server gives no per-token text."""
+    reply = await p.chat(**SAMPLED, logprobs=True)
+    content = ((reply.body or {}).get("choices") or [{}])[0].get("logprobs") or {}
+    tokens = [str(t.get("token", "")) for t in content.get("content") or []] if reply.status < 400 else []
+    at = 0
+    for left, right in itertools.pairwise(tokens):
+        at += len(left)
+        candidate = (left[-1:] + right[:1]) if left and right else ""
+        if len(candidate) == 2 and candidate.isprintable() and full.find(candidate) == at - 1:
+            return candidate
+    return ""
 
 
 async def _stop_reason(p: Prober) -> str:
     full = _ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text
-    stop = _pick_stop(full)
+    stop = pick_stop(full)
     check_stop_reason(_ok(await p.chat(**SAMPLED, stop=[stop]), "stop"), stop)
     return f"stop_reason {stop!r}"
 
 
-def _pick_stop(text: str, *, required: bool = True) -> str:
+async def _stop_token_ids(p: Prober) -> str:
+    full = _ok(await p.chat(**SAMPLED, return_token_ids=True), "return_token_ids")
+    ids = (full.body or {}).get("choices", [{}])[0].get("token_ids")
+    if not isinstance(ids, list) or len(ids) < 4:
+        raise Unsupported("the server returns no token_ids (return_token_ids)")
+    k = next((i for i in range(len(ids) // 2, len(ids)) if ids.index(ids[i]) == i), None)
+    if k is None:
+        raise Unsupported("no token of the answer's second half occurs there first")
+    reply = _ok(await p.chat(**SAMPLED, stop_token_ids=[ids[k]]), "stop_token_ids")
+    stop_reason = reply.choices().get(0, {}).get("stop_reason")
+    done = (reply.usage or {}).get("completion_tokens")
+    if reply.finish_reason != "stop" or done is None or done > k + 1 or not full.text.startswith(reply.text):
+        raise failure(
+            "stop-token-not-honoured",
+            f"stop_token_ids [{ids[k]}] (token {k} of the answer) not honoured",
+            f"finish_reason {reply.finish_reason!r}, completion_tokens {done}, text {reply.text[:40]!r}",
+        )
+    if stop_reason != ids[k]:
+        raise failure("stop-reason", "stop_reason does not name the stop token", f"got {stop_reason!r}")
+    return f"stopped at token {k} ({ids[k]}), stop_reason {stop_reason}"
+
+
+async def _continuous_usage(p: Prober) -> str:
+    opts: dict[str, Any] = {"stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    streamed = _ok(await p.chat(max_tokens=32, stream=True, **opts), "continuous_usage_stats")
+    whole = _ok(await p.chat(max_tokens=32), "whole")
+    counts = [e["usage"].get("completion_tokens") for e in streamed.events if e.get("choices") and e.get("usage")]
+    if not counts:
+        raise Unsupported("no per-chunk usage (continuous_usage_stats ignored)")
+    final = (streamed.usage or {}).get("completion_tokens")
+    climbing = all(a <= b for a, b in itertools.pairwise(counts)) and counts[-1] == final
+    if not climbing or final != (whole.usage or {}).get("completion_tokens"):
+        raise failure(
+            "continuous-usage",
+            "per-chunk completion_tokens do not climb to the whole reply's count",
+            f"chunks {counts[:8]}..., final {final}, whole {(whole.usage or {}).get('completion_tokens')}",
+        )
+    return f"{len(counts)} chunks with usage, climbing to {final} = the whole reply's"
+
+
+def pick_stop(text: str, *, required: bool = True) -> str:
     """A stop string the answer contains: two characters from its middle."""
     if len(text) < 4:
         if not required:
@@ -328,7 +397,7 @@ async def _usage_stable(p: Prober) -> str:
     a, b = _ok(await p.chat(), "first"), _ok(await p.chat(), "second")
     pa, pb = (a.usage or {}).get("prompt_tokens"), (b.usage or {}).get("prompt_tokens")
     if pa is None or pa != pb:
-        raise _fail("prompt-tokens-unstable", "prompt_tokens differ for the same prompt", f"{pa} vs {pb}")
+        raise failure("prompt-tokens-unstable", "prompt_tokens differ for the same prompt", f"{pa} vs {pb}")
     return f"prompt_tokens {pa} both times"
 
 
@@ -371,6 +440,8 @@ FEATURES: list[tuple[str, str, Probe]] = [
     ("usage: stream = whole, include_usage chunk", "strict", _usage_stream_vs_whole),
     ("usage: prompt_tokens stable", "strict", _usage_stable),
     ("stop_reason names the stop string", "strict", _stop_reason),
+    ("stop token ids (vLLM)", "strict", _stop_token_ids),
+    ("usage: continuous usage stats (vLLM)", "strict", _continuous_usage),
     ("error envelope (message, type, param, code)", "strict", _error_envelope),
 ]
 

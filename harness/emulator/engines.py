@@ -239,4 +239,6 @@ class OpenAIEngine:
                     for c in chunk.get("choices") or ():
                         part = c.get("delta") if req.chat else c
                         text_piece = (part or {}).get("content" if req.chat else "text") or ""
+                        if "role" in (part or {}) and not text_piece and c.get("finish_reason") is None:
+                            continue  # vLLM's opening role chunk is not a token: it must not count as one
                         yield Delta(int(c.get("index", 0)), text_piece, c.get("finish_reason"))

@@ -188,6 +188,8 @@ async def _native(engine: Engine, inp: dict[str, Any], era: str, *, huge: bool) 
         n=n,
         messages=messages if isinstance(messages, list) else None,
         chat=isinstance(messages, list),
+        # worker-vllm hands every sampling param to vLLM: an upstream engine gets them all (the others ignore them)
+        extra={k: v for k, v in sp.items() if k not in ("max_tokens", "n")},
     )
     if huge:
         text = "x" * (3 * 1024 * 1024)
