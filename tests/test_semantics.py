@@ -228,3 +228,36 @@ async def test_native_input_semantics_both_ways(broken: str, feature: str | None
     failing = {k for k, s in found.items() if s != "pass"}
     expected = {feature, "stop strings"} if broken == "seed-ignored" else {feature} if feature else set()
     assert failing == expected, found
+
+
+async def test_with_stops_holds_back_and_cuts_across_deltas() -> None:
+    from harness.emulator.engines import Delta, with_stops
+
+    async def deltas() -> Any:
+        for i, piece in enumerate(["ab", "cX", "Yd", "e"]):
+            yield Delta(0, piece, "length" if i == 3 else None)
+
+    got = [d async for d in with_stops(deltas(), ["XY"], 1)]
+    assert "".join(d.text for d in got) == "abc" and (got[-1].finish_reason, got[-1].stop_reason) == ("stop", "XY")
+    plain = [d async for d in with_stops(deltas(), ["none"], 1)]
+    assert "".join(d.text for d in plain) == "abcXYde" and plain[-1].finish_reason == "length"
+
+
+async def test_the_emulators_scripted_worker_honours_stop_strings_on_both_routes() -> None:
+    """Found by this group: the scripted engine ignored stop strings (worker-vllm honours them)."""
+    from harness import RunPodClient
+    from harness.conformance.nativesemantics import run_native_semantics
+    from harness.conformance.semantics import run_semantics
+    from harness.emulator import Emulator
+
+    with Emulator(cold_start=0, worker={"ttft_s": 0, "tokens_per_s": 0}) as emu:
+        async with Prober(f"{emu.endpoint_url}/openai/v1", emu.api_key, "devai-scripted") as p:
+            openai = {v.feature: v.status for v in await run_semantics(p)}
+        async with RunPodClient.of(emu) as rp:
+
+            async def run(job_input: dict[str, Any]) -> Any:
+                return (await rp.run(job_input, timeout=30)).output
+
+            native = {v.feature: v.status for v in await run_native_semantics(run)}
+    assert openai["stop strings"] == openai["stop_reason names the stop string"] == "pass", openai
+    assert native == dict.fromkeys(native, "pass"), native

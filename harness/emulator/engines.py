@@ -72,6 +72,41 @@ class Delta:
     index: int
     text: str
     finish_reason: str | None = None  # set on the last delta of a choice
+    stop_reason: str | None = None  # the stop string that ended it (vLLM's field)
+
+
+async def with_stops(deltas: AsyncIterator[Delta], stops: list[str], n: int) -> AsyncIterator[Delta]:
+    """Stop strings applied as vLLM applies them, for engines that generate here: text held back while it may be
+    the start of a stop string, cut before a match (excluded from the output), finish_reason "stop" and
+    stop_reason naming the match; generation ends once every choice has stopped."""
+    if not stops:
+        async for d in deltas:
+            yield d
+        return
+    hold = max(len(s) for s in stops) - 1
+    text, sent, done = [""] * n, [0] * n, [False] * n
+    try:
+        async for d in deltas:
+            i = d.index
+            if done[i]:
+                continue
+            text[i] += d.text
+            hits = [(text[i].find(s), s) for s in stops if s in text[i]]
+            if hits:
+                at, stop = min(hits)
+                yield Delta(i, text[i][sent[i] : at], "stop", stop)
+                done[i] = True
+                if all(done):
+                    return
+                continue
+            end = len(text[i]) if d.finish_reason else max(sent[i], len(text[i]) - hold)
+            if end > sent[i] or d.finish_reason:
+                yield Delta(i, text[i][sent[i] : end], d.finish_reason)
+                sent[i] = end
+    finally:
+        aclose = getattr(deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class Engine(Protocol):

@@ -37,6 +37,7 @@ from harness.emulator.engines import (
     GenRequest,
     OpenAIEngine,
     ScriptedEngine,
+    with_stops,
 )
 from harness.emulator.relay import ByteCutter, relay_openai
 
@@ -204,7 +205,7 @@ async def _native(engine: Engine, inp: dict[str, Any], era: str, *, huge: bool) 
     )
     full: list[list[str]] = [[] for _ in range(n)]
     produced = 0
-    async for d in engine.generate(req):
+    async for d in _generate(engine, req, sp.get("stop")):
         produced += 1
         full[d.index].append(d.text)
         if stream and (batch := batcher.add(d)) is not None:
@@ -274,15 +275,18 @@ async def _openai(
 
     def choice(d: Delta) -> dict[str, Any]:
         part: dict[str, Any] = {"delta": {"content": d.text}} if chat else {"text": d.text}
-        return {"index": d.index, **part, "logprobs": None, "finish_reason": d.finish_reason}
+        last = {"stop_reason": d.stop_reason} if d.finish_reason else {}
+        return {"index": d.index, **part, "logprobs": None, "finish_reason": d.finish_reason, **last}
 
     if not body.get("stream"):
         texts: list[list[str]] = [[] for _ in range(n)]
         reasons: list[str | None] = [None] * n
+        stop_reasons: list[str | None] = [None] * n
         n_out = 0
-        async for d in engine.generate(req):
+        async for d in _generate(engine, req, body.get("stop")):
             texts[d.index].append(d.text)
             reasons[d.index] = d.finish_reason or reasons[d.index]
+            stop_reasons[d.index] = d.stop_reason or stop_reasons[d.index]
             n_out += 1
         choices = [
             {
@@ -290,6 +294,7 @@ async def _openai(
                 **({"message": {"role": "assistant", "content": "".join(t)}} if chat else {"text": "".join(t)}),
                 "logprobs": None,
                 "finish_reason": reasons[i],
+                "stop_reason": stop_reasons[i],
             }
             for i, t in enumerate(texts)
         ]
@@ -317,7 +322,7 @@ async def _openai(
         )
     n_out = 0
     cutter = ByteCutter(rng)
-    async for d in engine.generate(req):
+    async for d in _generate(engine, req, body.get("stop")):
         n_out += 1
         events.append(chunk([choice(d)]))
         if openai_era == "F":  # vllm serve streams as it goes; the worker relays whatever bytes arrived
@@ -337,6 +342,14 @@ async def _openai(
         yield "".join(_sse(events)) + "data: [DONE]\n\n"
     elif events:
         yield events
+
+
+def _generate(engine: Engine, req: GenRequest, stop: Any) -> AsyncIterator[Delta]:
+    """An upstream server applies stop strings itself (they are in the request); a local engine gets them here."""
+    stops = [stop] if isinstance(stop, str) else [x for x in stop if isinstance(x, str) and x] if stop else []
+    if isinstance(engine, OpenAIEngine):
+        return engine.generate(req)
+    return with_stops(engine.generate(req), stops, req.n)
 
 
 def _sse(events: list[dict[str, Any]]) -> list[str]:
