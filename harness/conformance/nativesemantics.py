@@ -14,14 +14,13 @@ from harness.conformance.semantics import (
     PROMPT,
     SAMPLED,
     TOKENS,
-    Unsupported,
     Verdict,
     check_identical,
     failure,
+    judge,
     pick_stop,
 )
 from harness.core.errors import HarnessError
-from harness.core.findings import Finding
 from harness.core.shapes import extract
 
 __all__ = ["NATIVE_FEATURES", "NativeRun", "run_native_semantics"]
@@ -84,14 +83,4 @@ NATIVE_FEATURES: list[tuple[str, Callable[[NativeRun], Awaitable[str]]]] = [
 
 async def run_native_semantics(run: NativeRun) -> list[Verdict]:
     """Each native feature's verdict (compat layer)."""
-    verdicts = []
-    for name, probe in NATIVE_FEATURES:
-        try:
-            verdicts.append(Verdict(name, "compat", "pass", await probe(run)))
-        except Finding as f:
-            verdicts.append(Verdict(name, "compat", "fail", f"{f.title}: {f.message}"))
-        except Unsupported as u:
-            verdicts.append(Verdict(name, "compat", "unsupported", str(u)))
-        except HarnessError as exc:
-            verdicts.append(Verdict(name, "compat", "not-checked", f"{type(exc).__name__}: {exc}"))
-    return verdicts
+    return [await judge(name, "compat", probe(run), HarnessError) for name, probe in NATIVE_FEATURES]

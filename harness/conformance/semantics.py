@@ -36,6 +36,7 @@ __all__ = [
     "Reply",
     "Unsupported",
     "Verdict",
+    "judge",
     "overall",
     "run_semantics",
 ]
@@ -446,18 +447,21 @@ FEATURES: list[tuple[str, str, Probe]] = [
 ]
 
 
+async def judge(name: str, layer: str, work: Awaitable[str], unreachable: type[Exception]) -> Verdict:
+    """One feature's verdict: pass (with what it saw), fail (its finding), unsupported (refused explicitly), or
+    not-checked when the server could not be asked (``unreachable``: the transport's error type)."""
+    try:
+        return Verdict(name, layer, "pass", await work)
+    except Finding as f:
+        return Verdict(name, layer, "fail", f"{f.title}: {f.message}")
+    except Unsupported as u:
+        return Verdict(name, layer, "unsupported", str(u))
+    except unreachable as exc:
+        return Verdict(name, layer, "not-checked", f"{type(exc).__name__}: {exc}")
+
+
 async def run_semantics(p: Prober) -> list[Verdict]:
-    verdicts = []
-    for name, layer, probe in FEATURES:
-        try:
-            verdicts.append(Verdict(name, layer, "pass", await probe(p)))
-        except Finding as f:
-            verdicts.append(Verdict(name, layer, "fail", f"{f.title}: {f.message}"))
-        except Unsupported as u:
-            verdicts.append(Verdict(name, layer, "unsupported", str(u)))
-        except httpx.HTTPError as exc:
-            verdicts.append(Verdict(name, layer, "not-checked", f"{type(exc).__name__}: {exc}"))
-    return verdicts
+    return [await judge(name, layer, probe(p), httpx.HTTPError) for name, layer, probe in FEATURES]
 
 
 def overall(verdicts: list[Verdict]) -> str:

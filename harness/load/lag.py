@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.core.histogram import histogram_percentile
+
 __all__ = ["TRUSTED_LAG_MS", "LagProbe"]
 
 TRUSTED_LAG_MS = 5.0  # a p99 lag above this makes the run's timings suspect by that much
@@ -49,15 +51,8 @@ class LagProbe:
             self.tick()
 
     def percentile(self, q: float) -> float | None:
-        total = self.histogram.total()
-        if not total:
-            return None
-        rank, seen = math.ceil(q * total), 0
-        for ms in sorted(self.histogram):
-            seen += self.histogram[ms]
-            if seen >= rank:
-                return float(ms)
-        return float(max(self.histogram))
+        value = histogram_percentile(self.histogram, q)
+        return None if value is None else float(value)
 
     def summary(self) -> dict[str, Any]:
         return {

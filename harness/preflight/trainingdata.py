@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.histogram import histogram_percentile
+
 __all__ = ["METHODS", "DataReport", "Tokenizer", "check_rows", "load_tokenizer", "read_rows", "row_errors"]
 
 METHODS = ("sft", "dpo", "orpo", "kto")
@@ -156,21 +158,14 @@ class DataReport:
             return []
         return [m for m in SPECIFIC_FIRST if m != self.method and self.fits.get(m) == readable]
 
-    def _percentile(self, q: float) -> int:
-        rank, seen = math.ceil(q * self.lengths.total()), 0
-        for n in sorted(self.lengths):
-            seen += self.lengths[n]
-            if seen >= rank:
-                return n
-        return max(self.lengths)
-
     def length_summary(self) -> str:
         if not self.lengths:
             return "no rows to measure"
         over = sum(c for n, c in self.lengths.items() if n > self.max_seq_length)
-        share = 100 * over / self.lengths.total()
+        share = 100 * self.over_share
+        p50, p95 = histogram_percentile(self.lengths, 0.5), histogram_percentile(self.lengths, 0.95)
         return (
-            f"tokens per row p50 {self._percentile(0.5)}, p95 {self._percentile(0.95)}, max {max(self.lengths)} "
+            f"tokens per row p50 {p50}, p95 {p95}, max {max(self.lengths)} "
             f"({self.tokenizer}); {over} row(s) ({share:.1f}%) over max_seq_length {self.max_seq_length}"
         )
 
