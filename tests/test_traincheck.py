@@ -296,6 +296,8 @@ def test_cli_exit_codes_json_and_one_line_errors(tmp_path: Path, capsys: pytest.
         "missing.yaml": "cannot read",
         ".": "is a directory",
     }
+    (tmp_path / "binary.yaml").write_bytes(b"\x00\xd0\xff" * 50)
+    cases["binary.yaml"] = "is not UTF-8 text"
     for given, said in cases.items():
         assert main(["train-check", str(tmp_path / given)]) == 2
         err = capsys.readouterr().err

@@ -172,6 +172,8 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read emulator config {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"emulator config {path} is not UTF-8 text (a binary file?)") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
         data = dict(loaded.get("emulator", loaded)) if isinstance(loaded, dict) else {}

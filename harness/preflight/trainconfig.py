@@ -72,6 +72,8 @@ def load_config(path: Path) -> TrainConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text (a binary file?)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
