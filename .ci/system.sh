@@ -59,6 +59,10 @@ install_vllm() {
     touch "$STATE/vllm/.complete"
   fi
   [ -f "$STATE/tiny-qwen2/config.json" ] || "$STATE/vllm/bin/python" .ci/tiny_model.py "$STATE/tiny-qwen2"
+  # compare's real-system test: another random model, and the first one deployed with a broken chat template
+  [ -f "$STATE/tiny-qwen2-seed1/config.json" ] || "$STATE/vllm/bin/python" .ci/tiny_model.py "$STATE/tiny-qwen2-seed1" --seed 1
+  [ -f "$STATE/tiny-qwen2-broken/config.json" ] \
+    || "$STATE/vllm/bin/python" .ci/tiny_model.py "$STATE/tiny-qwen2-broken" --broken-template
 }
 
 docker_up() {  # start a Docker engine unless one answers; vfs and no iptables/bridge work in a plain container

@@ -2,12 +2,16 @@
 and a byte-level BPE tokenizer trained here on a few lines of text (no weights can be downloaded). Its answers are
 gibberish by design; the server, its protocol and its timings are real.
 
-    V/bin/python .ci/tiny_model.py OUT_DIR     (V: a venv with transformers, tokenizers, torch)
+    V/bin/python .ci/tiny_model.py OUT_DIR [--seed N] [--broken-template]
+                                                (V: a venv with transformers, tokenizers, torch)
+
+--seed gives other random weights (a different model of the same shape: compare's "two models that differ");
+--broken-template writes a chat template that drops the user's message (compare's deliberately broken deploy).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import torch
@@ -19,6 +23,11 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# A real deploy mistake's shape: the template renders the system prompt and forgets the conversation.
+BROKEN = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}<|im_start|>system\n{{ m['content'] }}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 CORPUS = [
     "def add(a, b):\n    return a + b\n",
     "Review this function and fix the bug in the loop.",
@@ -28,7 +37,7 @@ CORPUS = [
 ]
 
 
-def tokenizer() -> PreTrainedTokenizerFast:
+def tokenizer(template: str) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -37,13 +46,13 @@ def tokenizer() -> PreTrainedTokenizerFast:
     )
     tok.train_from_iterator(CORPUS * 20, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHATML
+    fast.chat_template = template
     return fast
 
 
-def main(out: Path) -> None:
-    torch.manual_seed(0)
-    tok = tokenizer()
+def main(out: Path, seed: int, broken: bool) -> None:
+    torch.manual_seed(seed)
+    tok = tokenizer(BROKEN if broken else CHATML)
     config = Qwen2Config(
         vocab_size=len(tok),
         hidden_size=128,
@@ -61,9 +70,15 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    (out / "MODEL.txt").write_text("random weights, tokenizer trained on the spot by .ci/tiny_model.py\n")
+    what = f"random weights (seed {seed}), tokenizer trained on the spot by .ci/tiny_model.py"
+    (out / "MODEL.txt").write_text(what + ("; chat template BROKEN on purpose\n" if broken else "\n"))
     print(f"tiny model in {out}: vocab {len(tok)}, {sum(p.numel() for p in model.parameters())} parameters")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--broken-template", action="store_true")
+    args = parser.parse_args()
+    main(args.out, args.seed, args.broken_template)

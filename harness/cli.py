@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.comparecli import add_compare
 from harness.conformance.check import TARGET_KINDS, find_suite, resolve_target, run_check
 from harness.conformance.isolation import OPT_IN_ENV
 from harness.conformance.results import text_table
@@ -385,14 +386,24 @@ def _port(value: str) -> int:
     return port
 
 
-def _count(value: str) -> int:
+def _integer(value: str, minimum: int) -> int:
     try:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
+    if n < minimum:
+        raise argparse.ArgumentTypeError(
+            f"must not be negative, got {n}" if minimum == 0 else f"must be at least {minimum}, got {n}"
+        )
     return n
+
+
+def _count(value: str) -> int:
+    return _integer(value, 0)
+
+
+def _at_least_one(value: str) -> int:
+    return _integer(value, 1)
 
 
 def _add_check(sub: Any) -> None:
@@ -512,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_check(sub)
     _add_train_check(sub)
     _add_report(sub)
+    add_compare(sub, positive=_positive, non_negative=_non_negative, at_least_one=_at_least_one)
     p = sub.add_parser("record", help="re-record the scenario cassettes (default: from the emulator)")
     p.add_argument("modules", nargs="*", help=f"scenario modules (default: {', '.join(RECORDED_MODULES)})")
     p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")

@@ -14,6 +14,9 @@ Options (group "devai-harness"; precedence: default < environment < command line
   ``--rp_serve_api`` server: --base-url or RUNPOD_LOCAL_URL), ``openai`` (OpenAI-compatible only). Naming a
   live target (runpod, runpod-local, openai) selects the live tests: ``-m "not live"`` from the project's
   addopts no longer hides them;
+* ``devai_comparison``: ``devai-harness compare`` over the ``--devai-compare NAME=SPEC`` targets, run once per
+  session, its report written (``--devai-compare-dir``); assert on it with
+  :func:`harness.conformance.verdicts.worse_than` (skipped, saying why, without targets);
 * ``harness_results``: rows for the terminal summary table and ``--harness-report PATH`` (.json and .xml).
 
 A run in which every selected test was skipped checked nothing: the plugin says NOT CHECKED, with the most common
@@ -40,6 +43,7 @@ import pytest
 
 if TYPE_CHECKING:
     from harness.clients.runpod import RunPodClient
+    from harness.conformance.compare import Comparison
     from harness.conformance.results import Results
     from harness.emulator.serving import BackgroundServer, Emulator
 
@@ -120,6 +124,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="S",
         help="cap each sandboxed run of model-written code at S seconds (default: each case's own, 10 s)",
     )
+    group.addoption(
+        "--devai-compare",
+        action="append",
+        default=None,
+        metavar="NAME=KIND:WHERE[#MODEL]",
+        help="a target for the `devai_comparison` fixture (repeat it; see `devai-harness compare`)",
+    )
+    group.addoption("--devai-compare-repeats", type=int, default=3, help="repeats per case for devai_comparison")
+    group.addoption("--devai-compare-dir", default=None, help="where devai_comparison writes its report")
+    group.addoption("--devai-compare-tasks", default=None, help="only these tasks, comma-separated (default: all)")
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent when that plugin is not installed
@@ -392,3 +406,36 @@ def openai_target(request: pytest.FixtureRequest) -> OpenAITarget:
     if not base:
         pytest.skip("no OpenAI-compatible server: pass --openai-base-url or set OPENAI_BASE_URL")
     return OpenAITarget(base_url=base.rstrip("/"), api_key=os.environ.get("OPENAI_API_KEY"), model=model)
+
+
+@pytest.fixture(scope="session")
+def devai_comparison(request: pytest.FixtureRequest) -> Comparison:
+    """``devai-harness compare`` in a CI test: ``assert not worse_than(devai_comparison, "candidate")``."""
+    import asyncio
+
+    from harness.conformance.check import find_suite
+    from harness.conformance.compare import Settings, run_compare
+    from harness.conformance.comparereport import write_comparison
+    from harness.conformance.contenders import parse_contender, unique
+    from harness.conformance.tasks import load_cases
+    from harness.core.errors import ConfigError
+
+    config = request.config
+    specs = config.getoption("--devai-compare")
+    if not specs:
+        pytest.skip("no targets to compare: pass --devai-compare NAME=KIND:WHERE[#MODEL] (twice or more)")
+    suite = find_suite()
+    try:
+        contenders = [parse_contender(s) for s in specs]
+        unique(contenders)
+        if suite is None:
+            raise ConfigError("no scenarios/tasks folder here to take the cases from")
+        settings = Settings(repeats=config.getoption("--devai-compare-repeats"))
+        out = Path(config.getoption("--devai-compare-dir") or "runs/compare-pytest")
+        tasks = config.getoption("--devai-compare-tasks")
+        cases = [c for c in load_cases(suite / "tasks") if not tasks or c.task in tasks.split(",")]
+        run = asyncio.run(run_compare(contenders, cases, settings, out))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--devai-compare: {exc}") from None
+    write_comparison(run, out, {})
+    return run

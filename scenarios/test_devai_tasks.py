@@ -15,17 +15,15 @@ from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import RunPodClient
 from harness.conformance.results import ResultRow, Results
 from harness.conformance.tasks import (
-    CHECKS,
     Answer,
-    CheckSkipped,
     TaskCase,
+    grade,
     load_cases,
     native_input,
     openai_input,
     scripted_rules,
 )
 from harness.core.errors import HarnessError
-from harness.core.findings import Finding
 from harness.core.shapes import extract
 from harness.pytest_plugin import OpenAITarget
 
@@ -39,18 +37,8 @@ pytestmark = [
 
 
 def run_checks(case: TaskCase, answer: Answer, row: ResultRow) -> list[str]:
-    failures, skipped = [], []
-    for check in CHECKS[case.task]:
-        try:
-            check(answer, case)
-            row.checks[check.__name__] = "pass"
-        except CheckSkipped as exc:
-            row.checks[check.__name__] = f"skip: {exc}"
-            skipped.append(str(exc))
-        except Finding as exc:
-            row.checks[check.__name__] = f"fail: {exc}"
-            failures.append(f"{check.__name__}: {exc}")
-    return failures
+    row.checks.update(grade(answer, case))
+    return [f"{name}: {v[6:]}" for name, v in row.checks.items() if v.startswith("fail: ")]
 
 
 @pytest.mark.parametrize("form", ["native", "openai-route"])

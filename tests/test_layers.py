@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 PKG = ROOT / "harness"
 SYNC_DRIVER = {"harness.load.driver", "harness.load.http"}
+CLI = {"harness.cli", "harness.comparecli"}  # the command line, one command in a module of its own
 USERS = {"conformance", "load", "preflight"}
 
 
@@ -30,6 +31,8 @@ MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
 def group(module: str) -> str:
     if module in SYNC_DRIVER:
         return "driver"
+    if module in CLI:
+        return "cli"
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "harness"
 

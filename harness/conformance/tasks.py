@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ __all__ = [
     "Answer",
     "CheckSkipped",
     "TaskCase",
+    "grade",
     "load_cases",
     "messages_for",
     "native_input",
@@ -110,15 +111,19 @@ def messages_for(case: TaskCase) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def native_input(case: TaskCase, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
-    return {"messages": messages_for(case), "sampling_params": {"max_tokens": max_tokens, "temperature": 0}}
+def native_input(
+    case: TaskCase, max_tokens: int = DEFAULT_MAX_TOKENS, sampling: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """worker-vllm's native job input; greedy unless ``sampling`` says otherwise (temperature, seed...)."""
+    params = {"max_tokens": max_tokens, "temperature": 0, **(sampling or {})}
+    return {"messages": messages_for(case), "sampling_params": params}
 
 
-def openai_input(case: TaskCase, model: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
-    return {
-        "openai_route": "/v1/chat/completions",
-        "openai_input": {"model": model, "messages": messages_for(case), "max_tokens": max_tokens, "temperature": 0},
-    }
+def openai_input(
+    case: TaskCase, model: str, max_tokens: int = DEFAULT_MAX_TOKENS, sampling: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    body = {"model": model, "messages": messages_for(case), "max_tokens": max_tokens, "temperature": 0}
+    return {"openai_route": "/v1/chat/completions", "openai_input": {**body, **(sampling or {})}}
 
 
 def scripted_rules(cases: list[TaskCase]) -> list[dict[str, str]]:
@@ -336,3 +341,17 @@ CHECKS: dict[str, list[Check]] = {
     "generate-tests": [*COMMON, check_tests_are_tests, check_tests_pass_reference],
     "refactor": [*COMMON, check_code_parses, check_keeps_public_names, check_refactor_passes_test],
 }
+
+
+def grade(answer: Answer, case: TaskCase) -> dict[str, str]:
+    """Every check of the case's task: ``pass``, ``fail: <finding>`` or ``skip: <why>`` by check name."""
+    verdicts = {}
+    for check in CHECKS[case.task]:
+        try:
+            check(answer, case)
+            verdicts[check.__name__] = "pass"
+        except CheckSkipped as exc:
+            verdicts[check.__name__] = f"skip: {exc}"
+        except Finding as exc:
+            verdicts[check.__name__] = f"fail: {exc}"
+    return verdicts

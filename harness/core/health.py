@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.core.jobs import JobStatus
 
-__all__ = ["Diagnosis", "DiagnosisKind", "Health", "JobCounts", "Watchdog", "WorkerCounts"]
+__all__ = ["Diagnosis", "DiagnosisKind", "Health", "JobCounts", "Watchdog", "WorkerCounts", "evident_zombie"]
 
 
 def _count(d: dict[str, Any], *keys: str) -> int | None:
@@ -173,7 +173,7 @@ class Watchdog:
         if not self.snapshots:
             return Diagnosis(DiagnosisKind.UNDETERMINED, "no /health snapshot could be taken")
         h = self.snapshots[-1]
-        evident = _evident_zombie(h)
+        evident = evident_zombie(h)
         if evident is not None:
             return evident
         zombie = self._zombie(t, window=self.stuck_after_s / 2)
@@ -223,7 +223,7 @@ class Watchdog:
             return Diagnosis(
                 DiagnosisKind.ZOMBIE, f"{w.available} worker(s) free while this job waited {queued:.0f} s in the queue"
             )
-        evident = _evident_zombie(h)
+        evident = evident_zombie(h)
         if evident is not None:
             return evident
         span = self._window(t, window)
@@ -237,7 +237,7 @@ class Watchdog:
         return None
 
 
-def _evident_zombie(h: Health) -> Diagnosis | None:
+def evident_zombie(h: Health) -> Diagnosis | None:
     """Zombie evidence one snapshot shows, whatever the history: a crash loop, or 'running' with nothing running."""
     w = h.workers
     if w.unhealthy and not (w.initializing or w.running):

@@ -186,7 +186,7 @@ def _cost(summary: dict[str, Any], data: RunData, price: float, idle: float, rat
 # --- plots ---------------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> str:
+def png_data_uri(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -218,7 +218,7 @@ def plots(data: RunData, capacity: list[dict[str, Any]]) -> dict[str, str]:
         ax.set_ylabel("end-to-end ms (log)")
         ax.set_yscale("log")
         ax.set_title("Latency per phase (box: quartiles and 1.5 IQR; points: up to 1,500 requests per phase)")
-        out["latency"] = _png(fig)
+        out["latency"] = png_data_uri(fig)
         out["timeline"] = _timeline(data, plt)
     if capacity:
         fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -232,7 +232,7 @@ def plots(data: RunData, capacity: list[dict[str, Any]]) -> dict[str, str]:
         ax.legend(loc="upper left", fontsize=8)
         ax2.legend(loc="lower right", fontsize=8)
         ax.set_title("Capacity curve")
-        out["capacity"] = _png(fig)
+        out["capacity"] = png_data_uri(fig)
     return out
 
 
@@ -275,7 +275,7 @@ def _timeline(data: RunData, plt: Any) -> str:
     ax.set_xlabel("seconds since the first request")
     ax.set_ylabel("end-to-end ms (log)")
     ax.legend(loc="upper left", fontsize=8)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 # --- the report ----------------------------------------------------------------------------
