@@ -231,6 +231,8 @@ def run_guidellm(
     count: int = 0,
     seconds: float = 0,
     pin: list[str] | None = None,
+    model: str = "truth",
+    output_tokens: int = 16,
 ) -> list[list[Seen]]:
     """One GuideLLM run sweeping ``streams`` concurrency levels (its own --override), each bounded by count or time."""
     tok = make_tokenizer(py)
@@ -240,7 +242,7 @@ def run_guidellm(
         str(py.parent / "guidellm"),
         "run",
         "--backend",
-        f"kind=openai_http,target={url},model=truth,request_format=/v1/chat/completions,stream={str(stream).lower()}",
+        f"kind=openai_http,target={url},model={model},request_format=/v1/chat/completions,stream={str(stream).lower()}",
         "--profile",
         f"kind=concurrent,streams={streams[0]}",
         "--override",
@@ -249,7 +251,7 @@ def run_guidellm(
         "--constraint",
         limit,
         "--data",
-        "kind=synthetic_text,prompt_tokens=8,output_tokens=16",
+        f"kind=synthetic_text,prompt_tokens=8,output_tokens={output_tokens}",
         "--tokenizer",
         f"kind=huggingface_auto,model={tok}",
         "--output",
@@ -273,12 +275,14 @@ def run_aiperf(
     count: int = 0,
     seconds: float = 0,
     pin: list[str] | None = None,
+    model: str = "truth",
+    output_tokens: int = 16,
 ) -> list[list[Seen]]:
     """One AIPerf run sweeping ``concurrency`` levels (its own comma-list sweep), each bounded by count or time."""
     tok = make_tokenizer(py)
-    cmd = [*(pin or []), str(py.parent / "aiperf"), "profile", "--model", "truth", "--url", url]
+    cmd = [*(pin or []), str(py.parent / "aiperf"), "profile", "--model", model, "--url", url]
     cmd += ["--endpoint-type", "chat", "--concurrency", ",".join(map(str, concurrency)), "--ui-type", "none"]
-    cmd += ["--tokenizer", str(tok), "--synthetic-input-tokens-mean", "8", "--output-tokens-mean", "16"]
+    cmd += ["--tokenizer", str(tok), "--synthetic-input-tokens-mean", "8", "--output-tokens-mean", str(output_tokens)]
     cmd += ["--output-artifact-dir", str(out)]
     cmd += ["--request-count", str(count)] if count else ["--benchmark-duration", f"{seconds:g}"]
     cmd += ["--streaming"] if stream else []

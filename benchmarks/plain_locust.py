@@ -12,7 +12,11 @@ from typing import Any
 
 from locust import FastHttpUser, events, task
 
-BODY = {"model": "truth", "messages": [{"role": "user", "content": "Reverse a string."}], "max_tokens": 64}
+BODY = {
+    "model": os.environ.get("PLAIN_MODEL", "truth"),
+    "messages": [{"role": "user", "content": "Reverse a string."}],
+    "max_tokens": 64,
+}
 OUT = os.environ.get("PLAIN_OUT", "runs/plain")
 _files: dict[int, Any] = {}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.conformance.check import find_suite
-from harness.conformance.compare import Settings, run_compare
+from harness.conformance.compare import Comparison, Settings, run_compare
 from harness.conformance.comparereport import comparison_lines, overall_verdict, write_comparison
 from harness.conformance.contenders import FORMS, parse_contender, unique
 from harness.conformance.isolation import OPT_IN_ENV
@@ -98,13 +98,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"devai-harness compare: {', '.join(f'{c.name} = {c.describe()}' for c in contenders)}; results in {run_dir}")
     print(f"model-written code ran in: {sandbox_in_use()}")
-    run = asyncio.run(run_compare(contenders, cases, settings, run_dir, _progress(args.quiet)))
+    started: list[Comparison] = []
+    try:
+        run = asyncio.run(run_compare(contenders, cases, settings, run_dir, _progress(args.quiet), started.append))
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        run = started[0]  # Ctrl-C: the report of what was measured, then exit 130
+        run.interrupted = True
     paths = write_comparison(run, run_dir, prices)
     for line in comparison_lines(run, prices):
         print(line)
     if args.json:
         Path(args.json).write_text(paths["json"].read_text(encoding="utf-8"), encoding="utf-8")
     print(f"\nreport: {paths['html']} (also {paths['json'].name}, {paths['attempts'].name})")
+    if run.interrupted:
+        return 130
     if overall_verdict(run) != "COMPARED":
         return 1
     worse = worse_than(run, args.fail_if_worse) if args.fail_if_worse else []

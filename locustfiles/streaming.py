@@ -7,6 +7,7 @@ Ollama, llama.cpp, or a RunPod endpoint's /openai/v1 route). The key is read fro
 Flags (locust's own --help cannot list them: it is printed before a locustfile loads):
   --host URL            the server's base URL, ending in /v1
   --model NAME          the model (default: the first one /v1/models lists)
+  --packet-clock        times from kernel packet timestamps: right even when starved of CPU (CAP_NET_RAW)
   --job-timeout S       the longest wait for a whole reply (default 300; a stream may not be silent for 30 s)
   --run-dir DIR         where the records go (default runs/latest)
 A user whose requests all fail backs off and stops the run, saying why.

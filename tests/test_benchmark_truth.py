@@ -3,6 +3,7 @@ computed against the right request."""
 
 from __future__ import annotations
 
+import struct
 import sys
 import time
 from pathlib import Path
@@ -59,3 +60,31 @@ def test_truth_server_stamps_arrival_first_token_and_last_write() -> None:
     assert last - first >= 3 * 0.01
     assert p_first == p_last
     assert p_last - p_in >= 0.02
+
+
+def _packet(ts: float, sport: int, dport: int, payload: bytes) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x18, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0, 64, 6, 0, bytes(4), bytes(4))
+    frame = bytes(12) + b"\x08\x00" + ip + tcp + payload
+    sec = int(ts)
+    return struct.pack("<IIII", sec, round((ts - sec) * 1e9), len(frame), len(frame)) + frame
+
+
+def test_wire_truth_reads_a_pcap_into_request_times(tmp_path: Path) -> None:
+    """The wire benchmark's instrument: a loopback capture (made here, nanosecond pcap) -> per request its first
+    request byte, first non-empty content, last byte, keyed by the completion id and the client's X-Request-ID."""
+    import wire_truth
+
+    chunk = b'data: {"id":"chatcmpl-7","choices":[{"delta":{"content":"%s"}}]}\n\n'
+    packets = [
+        _packet(1.000, 5000, 8811, b"POST /v1/chat/completions HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n{}"),
+        _packet(1.010, 8811, 5000, b"HTTP/1.1 200 OK\r\n\r\n" + chunk % b""),  # role chunk: no content yet
+        _packet(1.050, 8811, 5000, chunk % b"Hi"),
+        _packet(1.090, 8811, 5000, b"data: [DONE]\n\n0\r\n\r\n"),
+        _packet(1.095, 7000, 9999, b"POST / HTTP/1.1\r\n\r\n"),  # another server: not ours
+    ]
+    pcap = tmp_path / "lo.pcap"
+    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 512, 1) + b"".join(packets))
+    (row,) = wire_truth.wire_requests(pcap, 8811)
+    assert row[0] == "chatcmpl-7" and row[1] == "abc"
+    assert row[2:] == [pytest.approx(1.0), pytest.approx(1.05), pytest.approx(1.09)]

@@ -352,3 +352,19 @@ def test_pytest_form_devai_comparison_fixture(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "report" / "compare.json").read_text())["verdict"] == "COMPARED"
     got = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=180, check=False)
     assert got.returncode == 1 and "NOT CHECKED" in got.stdout and "--devai-compare" in got.stdout
+
+
+def test_ctrl_c_writes_the_report_of_what_was_measured(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "harness.cli", "compare", "a=emulator", "b=emulator", "--repeats", "50"]
+    proc = subprocess.Popen([*cmd, "--run-dir", str(tmp_path), "-q"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    journal, deadline = tmp_path / "attempts.jsonl", time.monotonic() + 60
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 8):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert data["interrupted"] and len(data["attempts"]) >= 8 and "INTERRUPTED" in out

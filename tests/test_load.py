@@ -250,8 +250,8 @@ USED = {
     "latency.py": {"--endpoint-id", "--api-key-env", "--idle-timeout", "--rounds", "--hot-gap", "--job-timeout"},
     "capacity.py": {"--endpoint-id", "--api-key-env", "--steps", "--step-seconds", "--job-timeout"},
     "arrivals.py": {"--endpoint-id", "--steps", "--step-seconds", "--arrivals", "--burstiness", "--job-timeout"},
-    "streaming.py": {"--model", "--job-timeout"},
-    "chat.py": {"--model", "--job-timeout"},
+    "streaming.py": {"--model", "--job-timeout", "--packet-clock"},
+    "chat.py": {"--model", "--job-timeout", "--packet-clock"},
 }
 
 
@@ -301,3 +301,17 @@ def test_report_flags_a_starved_load_generator(tmp_path: Path, p99: float, ok: b
     (check,) = [c for c in data["checks"] if c["name"].startswith("the load generator kept up")]
     assert check["ok"] is ok and f"p99 {p99:g} ms" in check["detail"]
     assert ("starved of CPU" in check["detail"]) is not ok
+
+
+@pytest.mark.parametrize("fallbacks", [0, 3])
+def test_report_trusts_packet_times_only_when_every_time_came_from_packets(tmp_path: Path, fallbacks: int) -> None:
+    with RecordWriter(tmp_path) as w:
+        w.write(LoadRecord(process=w.pid, seq=w.next_seq(), label="chat", phase="chat", start_unix=1.0, e2e_s=0.1))
+        w.lag = {"samples": 500, "interval_ms": 10.0, "p50_ms": 0.0, "p99_ms": 40.0, "max_ms": 45.0}
+        w.timing = {"source": "packets", "stamped": 120, "fallbacks": fallbacks, "dropped": 0}
+    checks = {c["name"]: c for c in json.loads(build_report(tmp_path)["json"].read_text())["checks"]}
+    kept_up = [c for n, c in checks.items() if n.startswith("the load generator kept up")]
+    if fallbacks:  # some times came from the starved process's own clock: the lag check stands
+        assert "request times come from packet timestamps" not in checks and not kept_up[0]["ok"]
+    else:
+        assert checks["request times come from packet timestamps"]["ok"] and not kept_up

@@ -204,8 +204,10 @@ async def run_compare(
     settings: Settings,
     run_dir: Path,
     show: Progress = lambda _: None,
+    on_start: Callable[[Comparison], None] = lambda _: None,
 ) -> Comparison:
-    """Pre-flight, warm-up, then the interleaved measured run. ConfigError (bad input) before anything is asked."""
+    """Pre-flight, warm-up, then the interleaved measured run. ConfigError (bad input) before anything is asked.
+    ``on_start`` receives the comparison as soon as it exists: a caller interrupted (Ctrl-C) still has it."""
     if not cases:
         raise ConfigError("no task cases to compare on")
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -221,6 +223,7 @@ async def run_compare(
                 show(f"{c.name}: EXCLUDED before the run: {why}")
         forms = _common_forms(infos, settings.forms)
         run = Comparison(settings, infos, forms, len(cases), started_at=started)
+        on_start(run)
         journal = _Journal(run_dir / "attempts.jsonl")
         try:
             await _warm_up(run, contenders, cases, journal, show)

@@ -24,6 +24,7 @@ from harness.core.timing import RequestTiming
 from harness.core.waiting import FetchHealth, Finished, GiveUp, JobWait, Poll, Sleep
 from harness.core.wire import Redactor, auth_headers, chat_body, check_id, job_body, runpod_hint
 from harness.load.http import SyncHTTP
+from harness.load.packetclock import PacketClock
 
 __all__ = ["SyncOpenAI", "SyncRunPod"]
 
@@ -162,15 +163,18 @@ class SyncOpenAI:
         request_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         now: Callable[[], float] = time.perf_counter,
+        packet_clock: PacketClock | None = None,
     ) -> None:
         """``stall_timeout_s``: the longest silence allowed between stream chunks; ``request_timeout``: the
-        longest wait for a whole (non-streamed) reply (default: the stall timeout)."""
+        longest wait for a whole (non-streamed) reply (default: the stall timeout); ``packet_clock``: times from
+        the kernel's packet timestamps (harness.load.packetclock; its clock is ``time.perf_counter``)."""
         self._http = SyncHTTP(
             base_url,
             auth_headers(api_key),
             timeout=request_timeout or stall_timeout_s,
             redact=Redactor(api_key),
             retry=retry,
+            packet_clock=packet_clock,
         )
         self.stall_timeout_s = stall_timeout_s
         self.ttft_timeout_s = ttft_timeout_s
@@ -200,7 +204,8 @@ class SyncOpenAI:
         t0 = self._now()
         try:
             reply = self._http.call("POST", "/chat/completions", body, idempotent=False)
-            timing.tt_headers = timing.tt_ack = timing.e2e = self._now() - t0
+            t0 = self._http.sent_at(t0)
+            timing.tt_headers = timing.tt_ack = timing.e2e = self._http.received_at(self._now()) - t0
             return reply_completion(reply, timing, where=f"POST {self._http.where('/chat/completions')}", model=model)
         except BaseException as exc:
             timing.failed(exc, self._now() - t0)
@@ -224,7 +229,9 @@ class SyncOpenAI:
         t0 = self._now()
         try:
             with self._http.stream("POST", "/chat/completions", body) as read:
-                acc.headers(self._now() - t0)
+                t0 = self._http.sent_at(t0)
+                arrived = self._http.received_at  # the packet's time when the process has a packet clock
+                acc.headers(arrived(self._now()) - t0)
                 while True:
                     budget = acc.budget(self._now() - t0)
                     try:
@@ -233,8 +240,8 @@ class SyncOpenAI:
                         raise acc.stalled(budget, self._now() - t0) from None
                     if not data:
                         break
-                    acc.feed(data, self._now() - t0)
-            return acc.finish(self._now() - t0, model=model)
+                    acc.feed(data, arrived(self._now()) - t0)
+            return acc.finish(arrived(self._now()) - t0, model=model)
         except BaseException as exc:
             acc.timing.failed(exc, self._now() - t0)
             raise

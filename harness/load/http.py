@@ -29,6 +29,7 @@ from geventhttpclient import URL, HTTPClient
 from harness.core.errors import ConfigError, ConnectError, ProtocolError, RequestTimeout, StatusError
 from harness.core.polling import RetryPolicy, parse_retry_after
 from harness.core.wire import Redactor, status_error, summarize_body
+from harness.load.packetclock import PacketClock, WireSocket
 
 __all__ = ["SyncHTTP"]
 
@@ -63,7 +64,9 @@ class SyncHTTP:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        packet_clock: PacketClock | None = None,
     ) -> None:
+        """``packet_clock``: time requests by the kernel's packet timestamps (plain http only)."""
         url = URL(base_url)
         if url.scheme not in ("http", "https"):
             raise ConfigError(f"unsupported URL scheme: {redact(base_url)}")
@@ -78,6 +81,36 @@ class SyncHTTP:
         self._client = HTTPClient.from_url(
             url, concurrency=1, connection_timeout=min(timeout, 30.0), network_timeout=timeout
         )
+        self._wire: WireSocket | None = None
+        if packet_clock is not None and url.scheme == "http":
+            self._stamp_sockets(packet_clock)
+
+    def _stamp_sockets(self, clock: PacketClock) -> None:
+        pool = self._client._connection_pool  # geventhttpclient's own factory hook, per client
+        make = pool._create_tcp_socket
+
+        def create(family: int, socktype: int, protocol: int) -> WireSocket:
+            sock = WireSocket(make(family, socktype, protocol), clock)
+            sock.on_send = self._used
+            return sock
+
+        pool._create_tcp_socket = create  # type: ignore[method-assign]
+
+    def _used(self, sock: WireSocket) -> None:
+        self._wire = sock
+
+    def sent_at(self, fallback: float) -> float:
+        """When the last request's first byte left (packet time), else ``fallback``."""
+        return fallback if self._wire is None else self._wire.request_sent(fallback)
+
+    def received_at(self, fallback: float) -> float:
+        """When the last byte read so far arrived (packet time), else ``fallback``. The lookups of one exchange
+        done, the connection's older packets are forgotten."""
+        if self._wire is None:
+            return fallback
+        when = self._wire.last_received(fallback)
+        self._wire.settle()
+        return when
 
     def close(self) -> None:
         self._client.close()

@@ -88,6 +88,7 @@ class RecordWriter:
         self.role = "local"  # or master | worker (locust's distributed mode)
         self.clock_offset_s: float | None = None  # this host's clock minus the locust master's, when told
         self.lag: dict[str, Any] | None = None  # the process's own scheduling lag (harness.load.lag), at close
+        self.timing: dict[str, Any] | None = None  # where its request times came from (harness.load.packetclock)
 
     @property
     def path(self) -> Path:
@@ -119,6 +120,7 @@ class RecordWriter:
             "requests_begun": self._seq,
             "ended": ended,
             "scheduling_lag": self.lag,
+            "timing": self.timing,
         }
         self.manifest.write_text(json.dumps(data) + "\n", encoding="utf-8")
 
@@ -212,6 +214,7 @@ class Contributor:
     ended: bool | None = None  # closed its records; False: killed mid-run; None: no process file
     clock_offset_s: float | None = None
     lag: dict[str, Any] | None = None  # its scheduling lag: p50_ms, p99_ms, max_ms, samples
+    timing: dict[str, Any] | None = None  # {"source": "packets", "stamped", "fallbacks", "dropped"} or None
 
     def describe(self) -> str:
         state = {True: "closed its records", False: "stopped WITHOUT closing its records (killed?)", None: "?"}
@@ -241,6 +244,6 @@ def contributors_from(begun: dict[Path, set[int]], counts: dict[Path, int]) -> l
         if manifest.is_file():
             data = json.loads(manifest.read_text(encoding="utf-8"))
             c.role, c.ended, c.clock_offset_s = data.get("role", "?"), data.get("ended"), data.get("clock_offset_s")
-            c.lag = data.get("scheduling_lag")
+            c.lag, c.timing = data.get("scheduling_lag"), data.get("timing")
         out.append(c)
     return out

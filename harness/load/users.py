@@ -35,6 +35,7 @@ from harness.core.polling import FailureBackoff, PollPolicy
 from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
 from harness.load.lag import LagProbe
+from harness.load.packetclock import PacketClock
 from harness.load.phases import LATENCY_POLL, PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter
 
@@ -60,10 +61,17 @@ def _options(parser: Any) -> None:
     parser.add_argument("--arrivals", default="poisson", choices=["poisson", "gamma"])
     parser.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (< 1 = burstier)")
     parser.add_argument("--model", default=None, help="streaming/chat: the model (default: the first /models lists)")
+    parser.add_argument(
+        "--packet-clock",
+        action="store_true",
+        help="streaming/chat: time requests by kernel packet timestamps, right even when this process is starved "
+        "of CPU (needs CAP_NET_RAW, e.g. root; plain http)",
+    )
 
 
 _writers: dict[int, RecordWriter] = {}
 _probes: dict[int, LagProbe] = {}  # this process's own scheduling lag (harness.load.lag)
+_clocks: dict[int, PacketClock | None] = {}  # this process's packet clock, when asked for and permitted
 _started: dict[int, float] = {}
 _run: dict[str, Any] = {}  # what the master said: step_users, users, offset_s (this clock minus the master's)
 _told = gevent.event.Event()  # a worker has heard the master's current step
@@ -157,9 +165,27 @@ def _set_step(runner: Any, users: int) -> None:
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     probe = _probes.get(os.getpid())
+    clock = _clocks.get(os.getpid())
     for writer in _writers.values():
         writer.lag = probe.summary() if probe is not None else None
+        if clock is not None:
+            writer.timing = {"source": "packets", **clock.counts()}
         writer.close()
+
+
+def _packet_clock(env: Environment) -> PacketClock | None:
+    """One per process, opened at its first user when --packet-clock asks; None (said once) when not permitted."""
+    pid = os.getpid()
+    if not getattr(_opts(env), "packet_clock", False):
+        return None
+    if pid not in _clocks:
+        _clocks[pid] = PacketClock.open()
+        if _clocks[pid] is None:
+            logging.getLogger("harness.load").warning(
+                "--packet-clock: %s; timing by this process's clock", PacketClock.why_not
+            )
+            _writer(env).timing = {"source": "client", "why": PacketClock.why_not}
+    return _clocks[pid]
 
 
 def _step_users(env: Environment) -> int:
@@ -392,7 +418,11 @@ class StreamingUser(_Careful):
         # A whole non-streaming answer may take as long as a job; a stream must not fall silent for 30 s.
         timeout = _opts(self.environment).job_timeout
         self.oa = SyncOpenAI(
-            self.environment.host or "", os.environ.get("OPENAI_API_KEY"), stall_timeout_s=30.0, request_timeout=timeout
+            self.environment.host or "",
+            os.environ.get("OPENAI_API_KEY"),
+            stall_timeout_s=30.0,
+            request_timeout=timeout,
+            packet_clock=_packet_clock(self.environment),
         )
 
     def on_stop(self) -> None:
