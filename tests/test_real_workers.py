@@ -162,7 +162,12 @@ async def test_execution_timeout_stops_the_job_on_the_worker() -> None:
         async with RunPodClient.of(emu) as rp:
             with pytest.raises(JobTimedOut, match="execution timeout"):
                 await rp.run({"seconds": 60}, policy={"executionTimeout": 1500}, timeout=60)
-        logs = "\n".join(emu.state()["workers"][0]["logs"])
+        # The SDK hears of the stop on its next exchange with the platform, then logs it: wait for it (bounded).
+        deadline = asyncio.get_running_loop().time() + 15
+        while "Job stopped." not in (logs := "\n".join(emu.state()["workers"][0]["logs"])):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
     assert "Job stopped." in logs
 
 

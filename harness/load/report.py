@@ -334,8 +334,8 @@ def _lag_checks(procs: list[Contributor]) -> list[tuple[str, bool, str]]:
     if late:
         said += (
             f": its timings may be late by that much — the load generator was starved of CPU (give it cores of its "
-            f"own with taskset, or fewer users per process); {len(late)} of {len(lags)} process(es) over "
-            f"{TRUSTED_LAG_MS:g} ms"
+            f"own with taskset, or fewer users per process, or time streams by packets with --packet-clock); "
+            f"{len(late)} of {len(lags)} process(es) over {TRUSTED_LAG_MS:g} ms"
         )
     return [*checks, (f"the load generator kept up (scheduling lag p99 <= {TRUSTED_LAG_MS:g} ms)", not late, said)]
 
