@@ -205,8 +205,11 @@ def test_report_merges_run_dirs_from_several_hosts_and_refuses_duplicates(
     for name in ("a", "b"):
         run = distributed("capacity.py", tmp_path / name, *args, "--steps", "2", "--step-seconds", "1.5", env=env)
         assert run.returncode == 0, run.master[-1500:]
-    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged")]) == 0
+    rc = main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged")])
     data = json.loads((tmp_path / "merged" / "report.json").read_text())
+    # Four load processes on two shared cores may be starved a little: that verdict is the machine's, not merging's
+    failed = [c["name"] for c in data["checks"] if not c["ok"]]
+    assert all(n.startswith("the load generator kept up") for n in failed) and rc == (1 if failed else 0), failed
     assert len(data["contributors"]) == 4 and data["records"] == sum(c["records"] for c in data["contributors"])
     capsys.readouterr()
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "a")]) == 2  # the same records twice

@@ -171,13 +171,16 @@ def test_locust_users_and_the_report_on_a_real_server(load_runs: Path) -> None:
             str(load_runs / "report"),
         ]
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((load_runs / "report" / "report.json").read_text())
+    # vLLM and locust share this machine's cores: the "kept up" verdict may fail on a busy run; nothing else may
+    failed = [c["name"] for c in report["checks"] if not c["ok"]]
+    assert all(n.startswith("the load generator kept up") for n in failed), proc.stdout + proc.stderr
+    assert proc.returncode == (1 if failed else 0), proc.stdout + proc.stderr
     stream = next(line for line in proc.stdout.splitlines() if line.startswith("stream:"))
     chat = next(line for line in proc.stdout.splitlines() if line.startswith("chat:"))
     assert "errors {}" in stream and "TTFT p50/p95" in stream and "TPOT p50" in stream and "tokens/s" in stream
     assert "TTFT p50/p95 -/- ms" in chat and "TPOT p50 - ms" in chat  # whole replies have no TTFT or TPOT
     assert "$" not in proc.stdout and "cost" not in proc.stdout.lower()  # RunPod cost only for RunPod runs
-    report = json.loads((load_runs / "report" / "report.json").read_text())
     assert "cost" not in report or not report["cost"]
 
 
