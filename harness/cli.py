@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_check(sub)
     _add_train_check(sub)
     _add_report(sub)
-    add_compare(sub, positive=_positive, non_negative=_non_negative, at_least_one=_at_least_one)
+    add_compare(sub, positive=_positive, non_negative=_non_negative, at_least_one=_at_least_one, progress=_progress)
     p = sub.add_parser("record", help="re-record the scenario cassettes (default: from the emulator)")
     p.add_argument("modules", nargs="*", help=f"scenario modules (default: {', '.join(RECORDED_MODULES)})")
     p.add_argument("--target", choices=["emulator", "runpod"], default="emulator")

@@ -8,44 +8,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.conformance.check import find_suite
-from harness.conformance.compare import Comparison, Settings, run_compare
-from harness.conformance.comparereport import comparison_lines, overall_verdict, write_comparison
+from harness.conformance.compare import Comparison, Settings, run_compare, select_cases
+from harness.conformance.comparereport import comparison_lines, overall_verdict, summarize, write_comparison
 from harness.conformance.contenders import FORMS, parse_contender, unique
 from harness.conformance.isolation import OPT_IN_ENV
 from harness.conformance.sandbox import sandbox_in_use
-from harness.conformance.tasks import TASKS, TaskCase, load_cases
+from harness.conformance.tasks import TASKS
 from harness.conformance.verdicts import worse_than
 from harness.core.errors import ConfigError
 
 __all__ = ["add_compare"]
-
-
-def _cases(folder: str | None, tasks: str | None) -> list[TaskCase]:
-    suite = find_suite()
-    where = Path(folder) if folder else suite / "tasks" if suite else None
-    if where is None:
-        raise ConfigError("no task cases found: give --cases DIR (a folder of task YAML files)")
-    if not where.is_dir():
-        raise ConfigError(f"--cases {folder}: no such folder")
-    cases = load_cases(where)
-    if not tasks:
-        return cases
-    wanted = [t.strip() for t in tasks.split(",") if t.strip()]
-    unknown = [t for t in wanted if t not in TASKS]
-    if unknown:
-        raise ConfigError(f"--tasks: unknown task {', '.join(unknown)} (the tasks: {', '.join(TASKS)})")
-    missing = [t for t in wanted if not any(c.task == t for c in cases)]
-    if missing:
-        raise ConfigError(f"--tasks: {where} has no case for {', '.join(missing)}")
-    return [c for c in cases if c.task in wanted]
 
 
 def _prices(given: list[str] | None, names: list[str]) -> dict[str, float]:
@@ -76,22 +55,14 @@ def _forms(given: str | None) -> tuple[str, ...] | None:
     return forms
 
 
-def _progress(quiet: bool) -> Callable[[str], None]:
-    def show(message: str) -> None:
-        if not quiet:
-            print(f"  .. {message}", file=sys.stderr, flush=True)
-
-    return show
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
+def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[str], None]]) -> int:
     contenders = [parse_contender(spec) for spec in args.targets]
     unique(contenders)
     names = [c.name for c in contenders]
     if args.fail_if_worse and args.fail_if_worse not in names:
         raise ConfigError(f"--fail-if-worse {args.fail_if_worse}: no target is named so (the targets: {names})")
     prices = _prices(args.price_per_hour, names)
-    cases = _cases(args.cases, args.tasks)
+    cases = select_cases(args.cases, args.tasks)
     settings = Settings(args.repeats, args.temperature, args.max_tokens, args.seed, args.timeout, _forms(args.forms))
     if args.unsafe_run_model_code:
         os.environ[OPT_IN_ENV] = "1"
@@ -100,14 +71,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"model-written code ran in: {sandbox_in_use()}")
     started: list[Comparison] = []
     try:
-        run = asyncio.run(run_compare(contenders, cases, settings, run_dir, _progress(args.quiet), started.append))
+        run = asyncio.run(run_compare(contenders, cases, settings, run_dir, progress(not args.quiet), started.append))
     except KeyboardInterrupt:
         if not started:
             raise
         run = started[0]  # Ctrl-C: the report of what was measured, then exit 130
         run.interrupted = True
-    paths = write_comparison(run, run_dir, prices)
-    for line in comparison_lines(run, prices):
+    rows, pairs = summarize(run, prices)
+    paths = write_comparison(run, run_dir, prices, rows, pairs)
+    for line in comparison_lines(run, prices, rows, pairs):
         print(line)
     if args.json:
         Path(args.json).write_text(paths["json"].read_text(encoding="utf-8"), encoding="utf-8")
@@ -116,14 +88,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 130
     if overall_verdict(run) != "COMPARED":
         return 1
-    worse = worse_than(run, args.fail_if_worse) if args.fail_if_worse else []
+    worse = worse_than(run, args.fail_if_worse, pairs) if args.fail_if_worse else []
     for line in worse:
         print(f"FAIL  {line}")
     return 1 if worse else 0
 
 
-def add_compare(sub: Any, *, positive: Any, non_negative: Any, at_least_one: Any) -> None:
-    """The ``compare`` subcommand; the argument types are the CLI's own (one message style for every command)."""
+def add_compare(sub: Any, *, positive: Any, non_negative: Any, at_least_one: Any, progress: Any) -> None:
+    """The ``compare`` subcommand; the argument types and the progress printer are the CLI's own (one style for
+    every command)."""
     p = sub.add_parser("compare", help="the devai tasks against several targets, side by side, with intervals")
     p.add_argument(
         "targets",
@@ -154,4 +127,4 @@ def add_compare(sub: Any, *, positive: Any, non_negative: Any, at_least_one: Any
         help=f"run model-written code even without a sandbox (env {OPT_IN_ENV}=1)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_compare)
+    p.set_defaults(func=functools.partial(_cmd_compare, progress=progress))

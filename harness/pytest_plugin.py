@@ -413,29 +413,23 @@ def devai_comparison(request: pytest.FixtureRequest) -> Comparison:
     """``devai-harness compare`` in a CI test: ``assert not worse_than(devai_comparison, "candidate")``."""
     import asyncio
 
-    from harness.conformance.check import find_suite
-    from harness.conformance.compare import Settings, run_compare
-    from harness.conformance.comparereport import write_comparison
+    from harness.conformance.compare import Settings, run_compare, select_cases
+    from harness.conformance.comparereport import summarize, write_comparison
     from harness.conformance.contenders import parse_contender, unique
-    from harness.conformance.tasks import load_cases
     from harness.core.errors import ConfigError
 
     config = request.config
     specs = config.getoption("--devai-compare")
     if not specs:
         pytest.skip("no targets to compare: pass --devai-compare NAME=KIND:WHERE[#MODEL] (twice or more)")
-    suite = find_suite()
     try:
         contenders = [parse_contender(s) for s in specs]
         unique(contenders)
-        if suite is None:
-            raise ConfigError("no scenarios/tasks folder here to take the cases from")
         settings = Settings(repeats=config.getoption("--devai-compare-repeats"))
         out = Path(config.getoption("--devai-compare-dir") or "runs/compare-pytest")
-        tasks = config.getoption("--devai-compare-tasks")
-        cases = [c for c in load_cases(suite / "tasks") if not tasks or c.task in tasks.split(",")]
+        cases = select_cases(None, config.getoption("--devai-compare-tasks"))
         run = asyncio.run(run_compare(contenders, cases, settings, out))
     except ConfigError as exc:
         raise pytest.UsageError(f"--devai-compare: {exc}") from None
-    write_comparison(run, out, {})
+    write_comparison(run, out, {}, *summarize(run, {}))
     return run

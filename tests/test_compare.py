@@ -222,7 +222,7 @@ async def test_failed_warm_up_excludes_and_leaves_nothing_to_compare(tmp_path: P
         ("nameless", "write NAME=KIND"),
         ("a b=openai:http://x:1/v1", "write NAME=KIND"),
         ("a=ollama:http://x", "unknown kind 'ollama'"),
-        ("a=openai:localhost:8000", "is not an http:// or https:// URL"),
+        ("a=openai:localhost:8000", "target a must be an http:// or https:// URL"),
         ("a=emulator:/no/such.yaml", "does not exist"),
     ],
 )

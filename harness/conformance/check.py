@@ -41,7 +41,7 @@ from harness.conformance.results import JUnitCase, write_junit
 from harness.conformance.sandbox import sandbox_in_use
 from harness.conformance.semantics import Prober, overall, run_semantics
 from harness.core.errors import ConfigError, HarnessError
-from harness.core.wire import check_id
+from harness.core.wire import check_id, check_url
 from harness.load.phases import LATENCY_POLL
 from harness.load.report import checks_html, load_sections, plots, render_page, report_data, scan, table
 
@@ -86,12 +86,6 @@ class Target:
         return f"OpenAI-compatible server {self.base_url}" + (f" (model {self.model})" if self.model else "")
 
 
-def _url(value: str, what: str) -> str:
-    if not value.startswith(("http://", "https://")) or len(value) < 10:
-        raise ConfigError(f"{what} must be an http:// or https:// URL, got {value!r}")
-    return value.rstrip("/")
-
-
 def resolve_target(
     kind: str,
     *,
@@ -122,16 +116,16 @@ def resolve_target(
             raise ConfigError(
                 f"--target runpod needs an API key in ${key_env} (choose the variable with --api-key-env)"
             )
-        url = _url(base_url or env.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL, "--base-url")
+        url = check_url("--base-url", base_url or env.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL)
         return Target(kind, url, check_id("endpoint id", endpoint), key_env, idle_timeout_s=idle_timeout_s)
     if kind == "runpod-local":
-        url = _url(base_url or env.get("RUNPOD_LOCAL_URL") or "http://127.0.0.1:8000", "--base-url")
+        url = check_url("--base-url", base_url or env.get("RUNPOD_LOCAL_URL") or "http://127.0.0.1:8000")
         return Target(kind, url, idle_timeout_s=idle_timeout_s)
     given = base_url or env.get("OPENAI_BASE_URL")
     if not given:
         raise ConfigError("--target openai needs --base-url URL (e.g. http://127.0.0.1:8000/v1) or OPENAI_BASE_URL")
     key_env = api_key_env or "OPENAI_API_KEY"
-    return Target(kind, _url(given, "--base-url"), api_key_env=key_env, model=model or env.get("OPENAI_MODEL"))
+    return Target(kind, check_url("--base-url", given), api_key_env=key_env, model=model or env.get("OPENAI_MODEL"))
 
 
 @dataclass(slots=True)

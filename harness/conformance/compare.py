@@ -25,11 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.conformance.check import find_suite
 from harness.conformance.contenders import Contender, Reply, Sampling
-from harness.conformance.tasks import Answer, TaskCase, grade
+from harness.conformance.tasks import TASKS, Answer, TaskCase, grade, load_cases
 from harness.core.errors import ConfigError, ConnectError, DiagnosedTimeout, HarnessError, RequestTimeout
 
-__all__ = ["Attempt", "Comparison", "Settings", "TargetInfo", "run_compare"]
+__all__ = ["Attempt", "Comparison", "Settings", "TargetInfo", "run_compare", "select_cases"]
 
 Progress = Callable[[str], None]
 GONE = (ConnectError, RequestTimeout, DiagnosedTimeout)  # the target itself is gone, not one answer
@@ -121,6 +122,28 @@ class Comparison:
             "seconds": round(self.seconds, 1),
             "interrupted": self.interrupted,
         }
+
+
+def select_cases(folder: str | None, tasks: str | None) -> list[TaskCase]:
+    """The task cases of ``folder`` (default: the suite's scenarios/tasks), only ``tasks`` (comma-separated) when
+    given; ConfigError with one line for a missing folder, an unknown task, or a task with no case."""
+    suite = find_suite()
+    where = Path(folder) if folder else suite / "tasks" if suite else None
+    if where is None:
+        raise ConfigError("no task cases found: give --cases DIR (a folder of task YAML files)")
+    if not where.is_dir():
+        raise ConfigError(f"--cases {folder}: no such folder")
+    cases = load_cases(where)
+    if not tasks:
+        return cases
+    wanted = [t.strip() for t in tasks.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in TASKS]
+    if unknown:
+        raise ConfigError(f"--tasks: unknown task {', '.join(unknown)} (the tasks: {', '.join(TASKS)})")
+    missing = [t for t in wanted if not any(c.task == t for c in cases)]
+    if missing:
+        raise ConfigError(f"--tasks: {where} has no case for {', '.join(missing)}")
+    return [c for c in cases if c.task in wanted]
 
 
 def unit_seed(run_seed: int, unit: tuple[str, str, str, int]) -> int:

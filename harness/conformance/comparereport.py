@@ -18,7 +18,7 @@ from harness.conformance.verdicts import OVERALL, PairRow, TargetRow, pair_rows,
 from harness.core.intervals import Interval
 from harness.load.report import png_data_uri, render_page, table
 
-__all__ = ["comparison_lines", "write_comparison"]
+__all__ = ["comparison_lines", "summarize", "write_comparison"]
 
 
 def _rate(i: Interval, passes: int) -> str:
@@ -105,23 +105,33 @@ def overall_verdict(run: Comparison) -> str:
     return "COMPARED"
 
 
-def comparison_lines(run: Comparison, prices: dict[str, float]) -> list[str]:
+def _design(run: Comparison) -> str:
     s = run.settings
-    lines = [
-        f"{run.cases} cases x forms {', '.join(run.forms)}"
-        f" x {s.repeats} repeats; temperature {s.temperature}, max_tokens {s.max_tokens}, seed {s.seed}"
-    ]
-    lines += _notes(run)
+    return (
+        f"{run.cases} cases x forms {', '.join(run.forms)} x {s.repeats} repeats; temperature {s.temperature}, "
+        f"max_tokens {s.max_tokens}; units shuffled with seed {s.seed}, each asked of every target in its own "
+        "shuffled order"
+    )
+
+
+def summarize(run: Comparison, prices: dict[str, float]) -> tuple[list[TargetRow], list[PairRow]]:
+    """The rows the terminal, the JSON and the page all show: computed once."""
+    return target_rows(run, prices), pair_rows(run)
+
+
+def comparison_lines(
+    run: Comparison, prices: dict[str, float], rows: Sequence[TargetRow], pairs: Sequence[PairRow]
+) -> list[str]:
+    lines = [_design(run), *_notes(run)]
     if not prices:
         lines.append("cost per passed task: give --price-per-hour (one for all, or NAME=PRICE)")
-    rows = target_rows(run, prices)
     if rows:
         lines += [
             "",
             "pass rate (every check passed; 95% Wilson interval)",
             text_table(*pass_table(rows, run.compared)),
         ]
-        lines += ["", "pairs (paired by case and repeat)", text_table(*pairs_table(pair_rows(run)))]
+        lines += ["", "pairs (paired by case and repeat)", text_table(*pairs_table(pairs))]
         lines += ["", "speed, errors and cost (overall)", text_table(*speed_table(rows))]
     lines += ["", f"verdict: {overall_verdict(run)}"]
     return lines
@@ -177,9 +187,14 @@ def _attempt_rows(attempts: Sequence[Attempt]) -> list[list[str]]:
     return rows
 
 
-def write_comparison(run: Comparison, run_dir: Path, prices: dict[str, float]) -> dict[str, Path]:
+def write_comparison(
+    run: Comparison,
+    run_dir: Path,
+    prices: dict[str, float],
+    rows: Sequence[TargetRow],
+    pairs: Sequence[PairRow],
+) -> dict[str, Path]:
     """compare.json and compare.html in ``run_dir`` (attempts.jsonl is already there)."""
-    rows, pairs = target_rows(run, prices), pair_rows(run)
     paths = {"json": run_dir / "compare.json", "html": run_dir / "compare.html", "attempts": run_dir / "attempts.jsonl"}
     data: dict[str, Any] = run.to_json()
     data.update(
@@ -213,12 +228,5 @@ _PLOTS = (("pass_rate", "Pass rate per task"), ("latency", "Latency per target")
 
 
 def _settings(run: Comparison) -> list[str]:
-    s = run.settings
-    order = f"units shuffled with seed {s.seed}; each unit asked of every target in its own shuffled order"
     targets = ", ".join(f"{t.name} = {t.describe}" + (f" (model {t.model})" if t.model else "") for t in run.targets)
-    head = [
-        f"targets: {targets}",
-        f"{run.cases} cases x forms {', '.join(run.forms)} x {s.repeats} repeats; temperature {s.temperature}, "
-        f"max_tokens {s.max_tokens}; {order}",
-    ]
-    return head + _notes(run)
+    return [f"targets: {targets}", _design(run), *_notes(run)]

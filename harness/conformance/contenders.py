@@ -28,7 +28,7 @@ from harness.conformance.tasks import TaskCase, messages_for, native_input, open
 from harness.core.errors import ConfigError
 from harness.core.health import evident_zombie
 from harness.core.shapes import Usage, extract
-from harness.core.wire import check_id
+from harness.core.wire import check_id, check_url
 
 __all__ = ["FORMS", "Contender", "Reply", "Sampling", "parse_contender", "unique"]
 
@@ -200,9 +200,9 @@ def parse_contender(spec: str) -> Contender:
     if kind not in KINDS:
         raise ConfigError(f"target {name}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
     if kind == "openai":
-        return OpenAIContender(name, _url(name, where), model)
+        return OpenAIContender(name, check_url(f"target {name}", where), model)
     if kind == "runpod-local":
-        return RunPodContender(kind, name, _url(name, where or "http://127.0.0.1:8000"), model)
+        return RunPodContender(kind, name, check_url(f"target {name}", where or "http://127.0.0.1:8000"), model)
     if kind == "runpod":
         if not os.environ.get("RUNPOD_API_KEY"):
             raise ConfigError(f"target {name}: a RunPod endpoint needs an API key in $RUNPOD_API_KEY")
@@ -210,12 +210,6 @@ def parse_contender(spec: str) -> Contender:
     if where and not os.path.isfile(where):
         raise ConfigError(f"target {name}: emulator config {where} does not exist")
     return RunPodContender(kind, name, where or None, model or (None if where else SCRIPTED_MODEL))
-
-
-def _url(name: str, where: str) -> str:
-    if not re.match(r"https?://[^/\s]+", where):
-        raise ConfigError(f"target {name}: {where!r} is not an http:// or https:// URL")
-    return where.rstrip("/")
 
 
 def unique(contenders: Sequence[Contender]) -> None:

@@ -173,10 +173,11 @@ def pair_rows(run: Comparison) -> list[PairRow]:
     return [pair_row(task, a, b, _of(run, a, task), _of(run, b, task)) for task in _tasks(run) for a, b in pairs]
 
 
-def worse_than(run: Comparison, name: str) -> list[str]:
-    """One line per target that ``name`` is detectably worse than on the overall pass rate (empty: not worse)."""
+def worse_than(run: Comparison, name: str, pairs: Sequence[PairRow] | None = None) -> list[str]:
+    """One line per target that ``name`` is detectably worse than on the overall pass rate (empty: not worse).
+    ``pairs``: the run's pair rows when already computed."""
     said = []
-    for p in pair_rows(run):
+    for p in pair_rows(run) if pairs is None else pairs:
         if p.task == OVERALL and name in (p.a, p.b):
             other = p.b if name == p.a else p.a
             if p.verdict == f"{other} better":

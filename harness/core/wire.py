@@ -24,6 +24,7 @@ __all__ = [
     "auth_headers",
     "chat_body",
     "check_id",
+    "check_url",
     "completion_body",
     "job_body",
     "runpod_hint",
@@ -53,6 +54,13 @@ def check_id(kind: str, value: Any) -> str:
     if not isinstance(value, str) or not _ID.match(value) or set(value) == {"."}:
         raise ConfigError(f"invalid {kind}: expected letters, digits, '.', '_' or '-' (1-128 chars, not only dots)")
     return value
+
+
+def check_url(what: str, value: str) -> str:
+    """An http(s) URL given by the user, without its trailing slash; ConfigError naming ``what`` otherwise."""
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ConfigError(f"{what} must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def auth_headers(api_key: str | None, *, bearer: bool = True) -> dict[str, str]:
