@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.comparecli import add_compare
-from harness.conformance.check import TARGET_KINDS, find_suite, resolve_target, run_check
+from harness.conformance.check import TARGET_KINDS, StageResult, find_suite, resolve_target, run_check
 from harness.conformance.isolation import OPT_IN_ENV
-from harness.conformance.results import text_table
 from harness.core import __version__
-from harness.core.errors import ConfigError, HarnessError, ShapeError, WorkerError
+from harness.core.errors import ConfigError, HarnessError, OutputError, ShapeError, WorkerError
+from harness.core.scrub import register, secrets_in
 from harness.core.shapes import extract, looks_like_sse
+from harness.reporting.files import claim_run_dir, write_json
+from harness.reporting.stdio import scrubbed_stdio
+from harness.reporting.tables import text_table
 
 __all__ = ["build_parser", "main"]
 
@@ -111,59 +114,64 @@ def _cmd_check(args: argparse.Namespace) -> int:
     suite = find_suite(args.suite)
     if args.suite and suite is None:
         raise ConfigError(f"--suite {args.suite}: no test_devai_tasks.py there")
-    run_dir = Path(args.run_dir or f"runs/check-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stale = list(run_dir.glob("records-*.jsonl"))
-    for old in [*stale, *run_dir.glob("process-*.json")]:  # a report mixing two runs would lie
-        old.unlink()
-    if stale:
-        print(f"note: removed {len(stale)} records file(s) of an earlier run in {run_dir}")
+    run_dir = claim_run_dir(args.run_dir, f"runs/check-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"devai-harness check against {target.describe()}; results in {run_dir}")
-    run = run_check(
-        target,
-        run_dir,
-        suite=suite,
-        run_suite=not args.no_suite,
-        suite_target=args.suite_target,
-        timeout=args.timeout,
-        show=_progress(not args.quiet),
-    )
+    try:
+        run = run_check(
+            target,
+            run_dir,
+            suite=suite,
+            run_suite=not args.no_suite,
+            suite_target=args.suite_target,
+            timeout=args.timeout,
+            show=_progress(not args.quiet),
+        )
+    except ConfigError:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # the pre-flight refused the target: nothing was asked, nothing is left behind
+        raise
     for stage in run.stages:
-        print(f"\n{stage.verdict:<11} {stage.name}: {stage.summary}")
-        if stage.name == "shapes" and stage.rows:
-            rows = [
-                [
-                    r["label"],
-                    "PASS" if r["ok"] else "FAIL",
-                    r["shape"],
-                    _ms(r["delay_ms"]),
-                    _ms(r["execution_ms"]),
-                    r["detail"],
-                ]
-                for r in stage.rows
-            ]
-            print(text_table(["case", "ok", "shape", "delay ms", "exec ms", "detail"], rows))
-        elif stage.name == "latency" and stage.rows:
-            label = {True: "confirmed", False: "MISLABELLED", None: "-"}
-            rows = [
-                [r["phase"], f"{r['e2e_ms']:.0f}", _ms(r["delay_ms"]), _ms(r["execution_ms"]), label[r["confirmed"]]]
-                for r in stage.rows
-            ]
-            print(text_table(["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"], rows))
-        elif stage.name == "semantics" and stage.rows:
-            rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"][:90]] for r in stage.rows]
-            print(text_table(["feature", "layer", "verdict", "detail"], rows))
-        if stage.error:
-            print("  " + stage.error.strip().splitlines()[-1])
-    report = json.loads(run.report["json"].read_text())
-    for c in (report.get("requests") or {}).get("checks", []):
+        _print_stage(stage)
+    for c in (run.requests or {}).get("checks", []):
         print(f"  {'PASS' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        write_json(Path(args.json), json.loads(run.report["json"].read_text(encoding="utf-8")))
     print(f"\nreport: {run.report['html']} (also {', '.join(p.name for k, p in run.report.items() if k != 'html')})")
     counts = {v: sum(s.verdict == v for s in run.stages) for v in ("PASS", "FAIL", "ERROR", "NOT CHECKED", "N/A")}
     print(f"\nverdict: {run.verdict} (" + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ")")
+    if run.interrupted:
+        print(f"{run.interrupted}: the report holds the stages that finished", file=sys.stderr)
+        return 130
     return 0 if run.ok else 1
+
+
+def _print_stage(stage: StageResult) -> None:
+    print(f"\n{stage.verdict:<11} {stage.name}: {stage.summary}")
+    if stage.name == "shapes" and stage.rows:
+        rows = [
+            [
+                r["label"],
+                "PASS" if r["ok"] else "FAIL",
+                r["shape"],
+                _ms(r["delay_ms"]),
+                _ms(r["execution_ms"]),
+                r["detail"],
+            ]
+            for r in stage.rows
+        ]
+        print(text_table(["case", "ok", "shape", "delay ms", "exec ms", "detail"], rows))
+    elif stage.name == "latency" and stage.rows:
+        label = {True: "confirmed", False: "MISLABELLED", None: "-"}
+        rows = [
+            [r["phase"], _ms(r["e2e_ms"]), _ms(r["delay_ms"]), _ms(r["execution_ms"]), label[r["confirmed"]]]
+            for r in stage.rows
+        ]
+        print(text_table(["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"], rows))
+    elif stage.name == "semantics" and stage.rows:
+        rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"][:90]] for r in stage.rows]
+        print(text_table(["feature", "layer", "verdict", "detail"], rows))
+    if stage.error:
+        print("  " + stage.error.strip().splitlines()[-1])
 
 
 # --- emulate ------------------------------------------------------------------------------------
@@ -541,15 +549,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with scrubbed_stdio():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    # Whatever the endpoint echoes back of a key we hold is scrubbed from every line and file we write.
+    register(*secrets_in(os.environ, [n for n in [getattr(args, "api_key_env", None)] if n]))
     try:
         return int(args.func(args))
     except ConfigError as exc:
         return _fail(str(exc))
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except HarnessError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
         return 130
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance.check import CheckRun, StageResult, Target, resolve_target, write_check_report
+from harness.conformance.check import CheckRun, StageResult, Target, resolve_target
+from harness.conformance.checkreport import write_check_report
 
 ROOT = Path(__file__).parent.parent
 pytest_plugins = ["pytester"]
@@ -122,7 +123,8 @@ def test_the_check_report_is_written_even_when_a_stage_raised(tmp_path: Path) ->
     run = CheckRun(Target("emulator"), tmp_path, "now", [StageResult("suite", "ERROR", "boom", error="Traceback...")])
     paths = write_check_report(run)
     data = json.loads(paths["json"].read_text())
-    assert data["verdict"] == "FAIL" and data["stages"][0]["error"] == "Traceback..."
+    # the harness's own failure is ERROR, never the endpoint's FAIL
+    assert data["verdict"] == "ERROR" and data["stages"][0]["error"] == "Traceback..."
     assert "Error in suite" in paths["html"].read_text()
 
 

@@ -1,8 +1,9 @@
 """The house rules, read from the source: every import goes down the layers, no import circle, and the README's
 layout section names exactly the modules the tree has.
 
-core (pure) < clients, load.driver/load.http (I/O loops; neither imports the other) < emulator (core only)
-< conformance, load, preflight < cli, pytest_plugin. Imports under ``if TYPE_CHECKING:`` are type-only and exempt.
+core (pure) < clients, load.driver/load.http (I/O loops; neither imports the other), reporting (the files and
+streams every report goes through) < emulator (core only) < conformance, load, preflight < cli, pytest_plugin.
+Imports under ``if TYPE_CHECKING:`` are type-only and exempt.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ ALLOWED = {
     "core": {"core"},
     "clients": {"core", "clients"},
     "driver": {"core", "driver"},
+    "reporting": {"core", "reporting"},
     "emulator": {"core", "emulator"},
-    **{g: {"core", "clients", "driver", "emulator", *USERS} for g in USERS},
-    "cli": {"core", "clients", "driver", "emulator", *USERS, "cli"},
-    "pytest_plugin": {"core", "clients", "driver", "emulator", *USERS},
+    **{g: {"core", "clients", "driver", "reporting", "emulator", *USERS} for g in USERS},
+    "cli": {"core", "clients", "driver", "reporting", "emulator", *USERS, "cli"},
+    "pytest_plugin": {"core", "clients", "driver", "reporting", "emulator", *USERS},
 }
 
 

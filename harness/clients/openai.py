@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from harness.clients.transport import ClientLifecycle, HTTPCore, map_httpx_errors
+from harness.clients.transport import ClientLifecycle, HTTPCore, Reply, map_httpx_errors
 from harness.core.clock import Clock, SystemClock
 from harness.core.errors import ProtocolError, ShapeError, StatusError, WorkerError
 from harness.core.findings import Finding, Severity
@@ -189,17 +189,20 @@ class OpenAIClient(ClientLifecycle):
             name=name,
             stall_timeout_s=self.stall_timeout_s,
             ttft_timeout_s=self.ttft_timeout_s,
+            total_timeout_s=self._core.total(None),
             on_delta=on_delta,
+            max_line=self._core.limits.line_bytes,
         )
         t0 = self.clock.now()
         try:
             with map_httpx_errors("POST", where, self._core.redact):
-                async with self._core.http.stream("POST", path, json=body) as resp:
+                async with self._core.http.stream("POST", path, json=body, timeout=acc.total_timeout_s) as resp:
                     acc.headers(self.clock.now() - t0)
+                    self._core.refuse_redirect("POST", resp)
                     if resp.status_code >= 400:
-                        await resp.aread()
-                        raise self._core.status_error("POST", resp)
-                    raw = resp.aiter_raw()
+                        content = await self._core.read_body(resp, self._core.limits.error_bytes, where, keep_head=True)
+                        raise self._core.status_error("POST", Reply(resp.status_code, resp.headers, content, where))
+                    raw = self._core.iter_body(resp, f"POST {where}")
                     while (data := await self._next(raw, acc, t0)) is not None:
                         acc.feed(data, self.clock.now() - t0)
             model = body.get("model")
@@ -209,7 +212,7 @@ class OpenAIClient(ClientLifecycle):
             raise
 
     async def _next(self, raw: AsyncIterator[bytes], acc: StreamAccumulator, t0: float) -> bytes | None:
-        """The next bytes, or None at the end; StreamStalled when the stall or TTFT budget runs out."""
+        """The next bytes, or None at the end; StreamStalled when the stall, TTFT or total budget runs out."""
         budget = acc.budget(self.clock.now() - t0)
         try:
             return await asyncio.wait_for(anext(raw), timeout=budget.seconds)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from harness.clients.transport import ClientLifecycle, HTTPCore
+from harness.clients.transport import ClientLifecycle, HTTPCore, deadline
 from harness.core.clock import Clock, SystemClock
 from harness.core.errors import ConfigError, HarnessError, ProtocolError, RequestTimeout, StatusError, TransportError
 from harness.core.health import Health
@@ -41,6 +41,8 @@ from harness.core.wire import auth_headers, check_id, job_body, runpod_hint
 __all__ = ["DEFAULT_BASE_URL", "Endpoint", "RunPodClient"]
 
 DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
+_GRACE_S = 2.0  # an HTTP call may end this much after its job's deadline (the poll in flight when it passed)
+_CANCEL_S = 10.0
 log = logging.getLogger("harness.clients.runpod")
 
 
@@ -227,18 +229,8 @@ class RunPodClient(ClientLifecycle):
         start = self.clock.now() if started_at is None else started_at
         w = self._job_wait(job_id, start, timeout, stuck_after_s)
         try:
-            while True:
-                action = w.next(self.clock.now())
-                if isinstance(action, Poll):
-                    await self._observe(w, action)
-                elif isinstance(action, FetchHealth):
-                    w.health_seen(await self._health_quietly())
-                elif isinstance(action, Sleep):
-                    await self.clock.sleep(action.seconds)
-                elif isinstance(action, Finished):
-                    return action.job
-                else:
-                    await self._give_up(w, action)
+            with deadline(timeout + _GRACE_S):  # no HTTP call inside outlives the wait (a dripping /status either)
+                return await self._wait_loop(w)
         except TransportError as exc:
             if not self.sdk_local:  # the local server runs a job inside the request that fetches it
                 exc.add_note(f"job {job_id} may still be queued or running (and billing)")
@@ -246,6 +238,20 @@ class RunPodClient(ClientLifecycle):
         finally:
             if w.long_poll is not None:
                 self._long_poll = w.long_poll  # learned once per client
+
+    async def _wait_loop(self, w: JobWait) -> Job:
+        while True:
+            action = w.next(self.clock.now())
+            if isinstance(action, Poll):
+                await self._observe(w, action)
+            elif isinstance(action, FetchHealth):
+                w.health_seen(await self._health_quietly())
+            elif isinstance(action, Sleep):
+                await self.clock.sleep(action.seconds)
+            elif isinstance(action, Finished):
+                return action.job
+            else:
+                await self._give_up(w, action)
 
     async def _observe(self, w: JobWait, poll: Poll) -> None:
         """GET /status, or long-poll /status-sync?wait= (RunPod's JS and Go SDKs use it): completion is seen
@@ -272,7 +278,8 @@ class RunPodClient(ClientLifecycle):
     ) -> Job:
         """Submit, wait, and return the COMPLETED job; FAILED/CANCELLED/TIMED_OUT raise JobErrors."""
         start = self.clock.now()
-        job_id = await self.submit(input, policy=policy)
+        with deadline(timeout + _GRACE_S):  # the submit too: a silent /run cannot outlast the job's timeout
+            job_id = await self.submit(input, policy=policy)
         return raise_for_job(
             await self._guarded_wait(job_id, timeout=timeout, stuck_after_s=stuck_after_s, started_at=start)
         )
@@ -291,15 +298,16 @@ class RunPodClient(ClientLifecycle):
         start = self.clock.now()
         wait_ms = int(min(max(min(wait_ms, timeout * 1000), LONG_POLL_MS[0]), LONG_POLL_MS[1]))
         try:
-            data = await self._call(
-                "POST",
-                "/runsync",
-                idempotent=False,
-                body=job_body(input, policy),
-                params={"wait": wait_ms},
-                timeout=wait_ms / 1000 + 15,
-                job_on_400=True,
-            )
+            with deadline(timeout + _GRACE_S):
+                data = await self._call(
+                    "POST",
+                    "/runsync",
+                    idempotent=False,
+                    body=job_body(input, policy),
+                    params={"wait": wait_ms},
+                    timeout=wait_ms / 1000 + 15,
+                    job_on_400=True,
+                )
         except RequestTimeout as exc:
             exc.add_note(
                 "the runsync reply (which carries the job id) never came: the job may run and bill "
@@ -360,7 +368,7 @@ class RunPodClient(ClientLifecycle):
 
     async def _cancel_quietly(self, job_id: str) -> bool:
         try:
-            async with asyncio.timeout(10):
+            with deadline(_CANCEL_S, fresh=True):  # its own time: the job's deadline has passed already
                 job = await self.cancel(job_id)
             return job.terminal
         except (HarnessError, TimeoutError) as exc:

@@ -1,27 +1,36 @@
 """The main job, ``devai-harness check``: the same stages on every target, typed results, a report that is always
 written.
 
-Stages: ``suite`` (the conformance scenarios in a pytest subprocess, with the markers the target needs),
-``shapes`` (output shapes through the real client), ``latency`` (cold, hot and warm on RunPod-like targets;
-request timing on OpenAI-compatible servers). A stage that fails records its error and the run goes on; a stage
-that ran nothing is NOT CHECKED (and the run fails, saying why); a stage that cannot apply to a target is N/A,
-with the reason. The report (JSON, HTML, JUnit, and the requests' CSV) holds every stage.
+First a pre-flight (:mod:`harness.conformance.reach`): a bad argument stops the run before anything is asked
+(ConfigError, exit 2); a target that is down makes every stage ERROR at once. Then the stages: ``suite`` (the
+conformance scenarios in a pytest subprocess, with the markers the target needs), ``shapes`` (output shapes through
+the real client), ``latency`` (cold, hot and warm on RunPod-like targets; request timing on OpenAI-compatible
+servers), ``semantics`` (OpenAI-compatible servers). Each stage is kept as it finishes: one that fails records its
+error and the run goes on; one that ran nothing is NOT CHECKED (and the run fails, saying why); one that cannot
+apply to a target is N/A, with the reason.
+
+How long it takes is bounded by ``timeout`` (``--timeout``): every request ends within it (connect, first byte, the
+whole body and its retries; keep-alives never extend it), and a stage stops asking at its first request that did
+not answer in time — so a silent or dripping endpoint costs the pre-flight (at most 10 s) plus about one
+``timeout`` per stage, and the suite's own tests are bounded the same way. Ctrl-C keeps the finished stages, writes
+the report, stops the suite's processes and says what it was doing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
-import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,20 +44,21 @@ from harness.conformance.probe import (
     latency_probe,
     openai_shape_cases,
     openai_timing_probe,
-    probe_case,
+    probe_cases,
 )
-from harness.conformance.results import JUnitCase, write_junit
+from harness.conformance.reach import Reach, reach_openai, reach_runpod, reach_sdk_local
 from harness.conformance.sandbox import sandbox_in_use
 from harness.conformance.semantics import Prober, overall, run_semantics
 from harness.core.errors import ConfigError, HarnessError
+from harness.core.verdict import Verdict
 from harness.core.wire import check_id, check_url
 from harness.load.phases import LATENCY_POLL
-from harness.load.report import checks_html, load_sections, plots, render_page, report_data, scan, table
+from harness.reporting.files import scrub_tree
 
 __all__ = ["TARGET_KINDS", "CheckRun", "StageResult", "Target", "find_suite", "resolve_target", "run_check"]
 
 TARGET_KINDS = ("emulator", "runpod", "runpod-local", "openai")
-PASS, FAIL, NOT_CHECKED, NA, ERROR = "PASS", "FAIL", "NOT CHECKED", "N/A", "ERROR"
+PASS, FAIL, NOT_CHECKED, NA, ERROR = Verdict.PASS, Verdict.FAIL, Verdict.NOT_CHECKED, Verdict.NA, Verdict.ERROR
 SUITE_MODULES = {
     "emulator": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
     "replay": ("test_devai_tasks.py", "test_protocol.py", "test_faults.py"),
@@ -57,6 +67,7 @@ SUITE_MODULES = {
     "openai": ("test_devai_tasks.py", "test_streaming.py", "test_semantics.py"),
 }
 LIVE = frozenset({"runpod", "runpod-local", "openai"})
+SUITE_LIMIT_S = 3600.0
 Progress = Callable[[str], None]
 
 
@@ -149,30 +160,34 @@ class CheckRun:
     started_at: str
     stages: list[StageResult] = field(default_factory=list)
     report: dict[str, Path] = field(default_factory=dict)
+    interrupted: str | None = None  # what it was doing when Ctrl-C came
+    requests: dict[str, Any] | None = None  # the recorded requests' report (checks, phases), once written
 
     @property
     def ok(self) -> bool:
-        return bool(self.stages) and all(s.ok for s in self.stages)
+        return bool(self.stages) and all(s.ok for s in self.stages) and self.interrupted is None
 
     @property
     def verdict(self) -> str:
         verdicts = Counter(s.verdict for s in self.stages)
         if self.ok:
             return PASS
+        if ERROR in verdicts or self.interrupted:
+            return ERROR if FAIL not in verdicts else FAIL
         return NOT_CHECKED if set(verdicts) <= {PASS, NA, NOT_CHECKED} else FAIL
 
     def to_json(self) -> dict[str, Any]:
-        target = asdict(self.target)
         return {
-            "target": target,
+            "target": asdict(self.target),
             "run_dir": str(self.run_dir),
             "started_at": self.started_at,
             "verdict": self.verdict,
+            "interrupted": self.interrupted,
             "stages": [asdict(s) for s in self.stages],
         }
 
 
-# --- stages -----------------------------------------------------------------------------------
+# --- the suite --------------------------------------------------------------------------------
 
 
 def find_suite(given: str | Path | None = None) -> Path | None:
@@ -216,19 +231,45 @@ def suite_stage(target: Target, run_dir: Path, suite: Path | None, suite_target:
     show(f"suite: {len(modules)} scenario modules on target {suite_target} (pytest)")
     sandbox = sandbox_in_use()
     show(f"suite: model-written code runs in {sandbox}")
-    proc = subprocess.run(
-        cmd, cwd=suite.parent, env=_suite_env(target), capture_output=True, text=True, check=False, timeout=3600
-    )
-    (run_dir / "suite.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-    result = _suite_verdict(junit, proc.returncode, proc.stdout + proc.stderr)
+    rc = _run_suite(cmd, suite.parent, _suite_env(target), run_dir / "suite.log")
+    result = _suite_verdict(junit, rc, run_dir / "suite.log")
     return dataclasses.replace(result, summary=f"{result.summary}; model-written code ran in: {sandbox}")
 
 
-def _suite_verdict(junit: Path, rc: int, output: str) -> StageResult:
-    if not junit.is_file():
-        tail = [line for line in output.splitlines() if line.strip()][-3:]
-        return StageResult("suite", ERROR, f"pytest wrote no results (exit {rc})", error="\n".join(tail))
-    root = ET.parse(junit).getroot()
+def _run_suite(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> int:
+    """The pytest run in a session of its own, so Ctrl-C (or its time limit) stops it and every xdist worker."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(SUITE_LIMIT_S)
+        except subprocess.TimeoutExpired:
+            _stop_group(proc)
+            return -9
+        except BaseException:
+            _stop_group(proc)
+            raise
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group, SIGKILL after 5 s: nothing of the suite is left running."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _suite_verdict(junit: Path, rc: int, log: Path) -> StageResult:
+    try:
+        root = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        lines = (
+            [line for line in log.read_text("utf-8", "replace").splitlines() if line.strip()] if log.is_file() else []
+        )
+        return StageResult("suite", ERROR, f"pytest wrote no results (exit {rc})", error="\n".join(lines[-3:]))
     suites = [root] if root.tag == "testsuite" else list(root)
     rows = []
     for case in (c for s in suites for c in s.iter("testcase")):
@@ -249,43 +290,57 @@ def _suite_verdict(junit: Path, rc: int, output: str) -> StageResult:
     return StageResult("suite", FAIL if bad else PASS, summary, rows)
 
 
-def _probe_rows(rows: list[ProbeRow]) -> StageResult:
+# --- the other stages ---------------------------------------------------------------------------
+
+
+def _probe_rows(rows: list[ProbeRow], why_stopped: str | None = None) -> StageResult:
     bad = [r for r in rows if not r.ok]
     summary = f"{len(rows) - len(bad)}/{len(rows)} cases read and checked"
+    if why_stopped:
+        summary += f"; {why_stopped}"
     return StageResult("shapes", FAIL if bad or not rows else PASS, summary, [asdict(r) for r in rows])
 
 
-def _latency_rows(rows: list[LatencyRow]) -> StageResult:
+def _latency_rows(rows: list[LatencyRow], failure: str | None) -> StageResult:
     labels = Counter(r.phase for r in rows)
     bad = [r for r in rows if r.confirmed is False]
-    summary = ", ".join(f"{n} {p}" for p, n in labels.items()) + (f"; {len(bad)} mislabelled" if bad else "")
+    summary = ", ".join(f"{n} {p}" for p, n in labels.items()) or "no request finished"
+    summary += f"; {len(bad)} mislabelled" if bad else ""
+    if failure:
+        return StageResult("latency", FAIL, f"{summary}; stopped: {failure}", [asdict(r) for r in rows])
     return StageResult("latency", FAIL if bad else PASS, summary, [asdict(r) for r in rows])
 
 
-async def _emulator_stages(target: Target, run_dir: Path, timeout: float, show: Progress) -> list[StageResult]:
+Stage = Callable[[], Coroutine[Any, Any, StageResult]]
+
+
+def _emulator_plan(target: Target, run_dir: Path, timeout: float, show: Progress) -> list[tuple[str, Stage]]:
     from harness.emulator import Emulator, load_config
     from harness.emulator.config import describe
 
     base = load_config(target.config)
-    rows = []
-    t0 = time.monotonic()
-    for i, (label, options, job_input, expected) in enumerate(ERA_CASES, 1):
-        show(f"shapes {i}/{len(ERA_CASES)}: {label}")
-        with Emulator(base, cold_start=0.0, worker={**base.worker, **options}) as emu:
-            async with RunPodClient.of(emu) as rp:
-                rows.append(await probe_case(rp, label, job_input, expected, timeout=timeout))
-    shapes = _probe_rows(rows)
-    shapes.seconds, t0 = round(time.monotonic() - t0, 1), time.monotonic()
-    show(f"latency: {describe(base)}")
-    with Emulator(base) as emu:
-        async with RunPodClient.of(emu, poll=LATENCY_POLL) as rp:
-            latency = await latency_probe(
-                rp, idle_timeout_s=base.idle_timeout_s, timeout=timeout, run_dir=run_dir, progress=show
-            )
-    stage = _latency_rows(latency)
-    stage.summary += f" ({describe(base)})"
-    stage.seconds = round(time.monotonic() - t0, 1)
-    return [shapes, stage]
+
+    async def shapes() -> StageResult:
+        rows = []
+        for i, (label, options, job_input, expected) in enumerate(ERA_CASES, 1):
+            show(f"shapes {i}/{len(ERA_CASES)}: {label}")
+            with Emulator(base, cold_start=0.0, worker={**base.worker, **options}) as emu:
+                async with RunPodClient.of(emu) as rp:
+                    rows.extend((await probe_cases(rp, [(label, job_input, expected)], timeout=timeout))[0])
+        return _probe_rows(rows)
+
+    async def latency() -> StageResult:
+        show(f"latency: {describe(base)}")
+        with Emulator(base) as emu:
+            async with RunPodClient.of(emu, poll=LATENCY_POLL) as rp:
+                rows, failure = await latency_probe(
+                    rp, idle_timeout_s=base.idle_timeout_s, timeout=timeout, run_dir=run_dir, progress=show
+                )
+        stage = _latency_rows(rows, failure)
+        stage.summary += f" ({describe(base)})"
+        return stage
+
+    return [("shapes", shapes), ("latency", latency)]
 
 
 def _runpod_client(target: Target) -> RunPodClient:
@@ -296,37 +351,52 @@ def _runpod_client(target: Target) -> RunPodClient:
     )
 
 
-async def _runpod_stages(target: Target, run_dir: Path, timeout: float, show: Progress) -> list[StageResult]:
-    cases = (("native chat", ERA_CASES[0][2]), ("openai route chat", ERA_CASES[5][2]))
-    async with _runpod_client(target) as rp:
-        rows = []
-        for label, job_input in cases:
-            show(f"shapes: {label}")
-            rows.append(await probe_case(rp, label, job_input, None, timeout=timeout))
+def _runpod_plan(target: Target, run_dir: Path, timeout: float, show: Progress) -> list[tuple[str, Stage]]:
+    cases = [("native chat", ERA_CASES[0][2], None), ("openai route chat", ERA_CASES[5][2], None)]
+
+    async def shapes() -> StageResult:
+        async with _runpod_client(target) as rp:
+            show("shapes: a native chat and one through the OpenAI route")
+            return _probe_rows(*await probe_cases(rp, cases, timeout=timeout))
+
+    async def latency() -> StageResult:
         if target.kind == "runpod-local":
             why = "runpod-python's local test server runs jobs in its own process: no workers scale, no cold start"
-            return [_probe_rows(rows), StageResult("latency", NA, why)]
-        latency = await latency_probe(
-            rp, idle_timeout_s=target.idle_timeout_s, timeout=timeout, run_dir=run_dir, progress=show
-        )
-    return [_probe_rows(rows), _latency_rows(latency)]
+            return StageResult("latency", NA, why)
+        async with _runpod_client(target) as rp:
+            rows, failure = await latency_probe(
+                rp, idle_timeout_s=target.idle_timeout_s, timeout=timeout, run_dir=run_dir, progress=show
+            )
+        return _latency_rows(rows, failure)
+
+    return [("shapes", shapes), ("latency", latency)]
 
 
-async def _openai_stages(target: Target, run_dir: Path, timeout: float, show: Progress) -> list[StageResult]:
-    async with OpenAIClient(target.base_url or "", target.api_key(), request_timeout=timeout) as oa:
-        model = target.model or next(iter(await oa.models()), None)
-        if model is None:
-            raise ConfigError(f"{target.base_url}/models lists no model: give --model")
+def _openai_plan(target: Target, run_dir: Path, timeout: float, show: Progress) -> list[tuple[str, Stage]]:
+    model = target.model or ""
+
+    def client() -> OpenAIClient:
+        return OpenAIClient(target.base_url or "", target.api_key(), request_timeout=timeout)
+
+    async def shapes() -> StageResult:
         show(f"shapes: /models and a chat, streamed and whole (model {model})")
-        shapes = _probe_rows(await openai_shape_cases(oa, model))
-        records = await openai_timing_probe(oa, model, run_dir=run_dir, progress=show)
+        async with client() as oa:
+            return _probe_rows(*await openai_shape_cases(oa, model))
+
+    async def timing() -> StageResult:
+        async with client() as oa:
+            records, stopped = await openai_timing_probe(oa, model, run_dir=run_dir, progress=show)
+        errors = Counter(r.error for r in records if r.status != "ok")
+        summary = f"{len(records)} sequential requests (streamed and whole), errors {dict(errors) or 0}"
+        summary += f"; stopped: {stopped}" if stopped else ""
+        summary += "; cold/warm/hot: N/A (an OpenAI server loads its model before it answers /health)"
+        return StageResult("latency", FAIL if errors else PASS, summary)
+
+    async def semantics() -> StageResult:
         show("semantics: determinism, stream = whole, max_tokens, stop, n, seed, usage, errors")
-        semantics = await semantics_stage(target, model, timeout)
-    errors = Counter(r.error for r in records if r.status != "ok")
-    summary = f"{len(records)} sequential requests (streamed and whole), errors {dict(errors) or 0}"
-    timing = StageResult("latency", FAIL if errors else PASS, summary)
-    timing.summary += "; cold/warm/hot: N/A (an OpenAI server loads its model before it answers /health)"
-    return [shapes, semantics, timing]
+        return await semantics_stage(target, model, timeout)
+
+    return [("shapes", shapes), ("latency", timing), ("semantics", semantics)]
 
 
 async def semantics_stage(target: Target, model: str, timeout: float) -> StageResult:
@@ -341,13 +411,28 @@ async def semantics_stage(target: Target, model: str, timeout: float) -> StageRe
     return StageResult("semantics", stage, summary, [asdict(v) for v in verdicts])
 
 
-async def _guard(name: str, work: Awaitable[list[StageResult]]) -> list[StageResult]:
+async def _reach(target: Target, timeout: float) -> Reach:
+    if target.kind == "openai":
+        async with OpenAIClient(target.base_url or "", target.api_key(), request_timeout=timeout) as oa:
+            return await reach_openai(oa, target.model, timeout)
+    if target.kind == "runpod":
+        async with _runpod_client(target) as rp:
+            return await reach_runpod(rp, timeout)
+    if target.kind == "runpod-local":
+        return await reach_sdk_local(target.base_url or "", timeout)
+    return Reach()
+
+
+async def _guard(name: str, work: Awaitable[StageResult]) -> StageResult:
     try:
         return await work
     except HarnessError as exc:
-        return [StageResult(name, ERROR, f"{type(exc).__name__}: {exc}", error=str(exc))]
+        return StageResult(name, ERROR, f"{type(exc).__name__}: {exc}", error=str(exc))
     except Exception as exc:  # a bug must not cost the report: it is written, with the error in it
-        return [StageResult(name, ERROR, f"{type(exc).__name__}: {exc}", error=traceback.format_exc(limit=8))]
+        return StageResult(name, ERROR, f"{type(exc).__name__}: {exc}", error=traceback.format_exc(limit=8))
+
+
+PLANS = {"emulator": _emulator_plan, "runpod": _runpod_plan, "runpod-local": _runpod_plan, "openai": _openai_plan}
 
 
 def run_check(
@@ -360,101 +445,46 @@ def run_check(
     timeout: float = 120.0,
     show: Progress = lambda _: None,
 ) -> CheckRun:
+    """Every stage, kept as it finishes; the report written whatever happens. ConfigError (a bad argument the
+    pre-flight found) before anything is asked; Ctrl-C ends the run with ``interrupted`` set."""
+    from harness.conformance.checkreport import write_check_report
+
     run_dir = run_dir.resolve()  # the suite runs in another working directory
     run = CheckRun(target, run_dir, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    doing = "the pre-flight"
+    bad_input = False
     try:
+        show(f"pre-flight: is {target.describe()} there?")
+        reach = asyncio.run(_reach(target, timeout))
+        if reach.model:
+            target = run.target = dataclasses.replace(target, model=reach.model)
+        if reach.down:
+            show(f"pre-flight: {reach.down}")
+        doing = "the suite"
         t0 = time.monotonic()
-        if run_suite:
-            run.stages.append(suite_stage(target, run_dir, suite, suite_target or target.kind, show))
-        else:
+        if not run_suite:
             run.stages.append(StageResult("suite", NA, "not run (--no-suite)"))
+        elif reach.down:
+            run.stages.append(StageResult("suite", ERROR, f"not run: {reach.down}", error=reach.down))
+        else:
+            run.stages.append(suite_stage(target, run_dir, suite, suite_target or target.kind, show))
         run.stages[-1].seconds = round(time.monotonic() - t0, 1)
-        stages = {"emulator": _emulator_stages, "runpod": _runpod_stages, "runpod-local": _runpod_stages}
-        t0 = time.monotonic()
-        runner = stages.get(target.kind, _openai_stages)
-        results = asyncio.run(_guard("shapes and latency", runner(target, run_dir, timeout, show)))
-        for r in results:
-            r.seconds = r.seconds or round(time.monotonic() - t0, 1)  # stages that did not time themselves
-        run.stages.extend(results)
+        for name, stage in PLANS[target.kind](target, run_dir, timeout, show):
+            doing = f"the {name} stage"
+            if reach.down:
+                run.stages.append(StageResult(name, ERROR, f"not run: {reach.down}", error=reach.down))
+                continue
+            t0 = time.monotonic()
+            result = asyncio.run(_guard(name, stage()))
+            result.seconds = round(time.monotonic() - t0, 1)
+            run.stages.append(result)
+    except KeyboardInterrupt:
+        run.interrupted = f"interrupted (Ctrl-C) during {doing}"
+    except ConfigError:
+        bad_input = True  # nothing was asked: nothing to report
+        raise
     finally:
-        run.report = write_check_report(run)
+        if not bad_input:
+            write_check_report(run)
+            scrub_tree(run_dir)  # what the suite's own processes wrote (its JUnit, its log)
     return run
-
-
-# --- the report -------------------------------------------------------------------------------
-
-_CLASS = {PASS: "ok", NA: "na"}
-
-
-def write_check_report(run: CheckRun) -> dict[str, Path]:
-    """report.json / report.html / junit.xml with every stage, whatever happened; plus the requests' CSV, plots,
-    timing and cost when requests were recorded."""
-    out = run.run_dir
-    paths = {"json": out / "report.json", "html": out / "report.html", "junit": out / "junit.xml"}
-    data = run.to_json()
-    sections: list[tuple[str, str]] = []
-    stage_rows = [[s.name, s.verdict, s.summary, f"{s.seconds:g}"] for s in run.stages]
-    sections.append(("Stages", table(["stage", "verdict", "summary", "s"], stage_rows)))
-    for s in run.stages:
-        if s.name == "suite" and s.rows:
-            failed = [r for r in s.rows if r["outcome"] != "passed"]
-            body = table(["test", "outcome", "message"], [[r["test"], r["outcome"], r["message"]] for r in failed])
-            sections.append((f"Suite: {s.summary}", body if failed else "<p>every test passed</p>"))
-        elif s.name == "shapes" and s.rows:
-            head = ["case", "ok", "shape", "delay ms", "exec ms", "detail"]
-            rows = [[r["label"], r["ok"], r["shape"], r["delay_ms"], r["execution_ms"], r["detail"]] for r in s.rows]
-            sections.append(("Output shapes", table(head, rows)))
-        elif s.name == "semantics" and s.rows:
-            rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"]] for r in s.rows]
-            sections.append((f"Engine semantics: {s.summary}", table(["feature", "layer", "verdict", "detail"], rows)))
-        if s.error:
-            sections.append((f"Error in {s.name}", f"<pre>{_escape(s.error)}</pre>"))
-    if any(out.glob("records-*.jsonl")):
-        paths["csv"] = out / "records.csv"
-        recorded = scan(out, paths["csv"])
-        load = report_data(recorded, [out], 2.49, run.target.idle_timeout_s, None, 10.0)
-        data["requests"] = load
-        sections.append(("Request checks", checks_html(load["checks"])))
-        sections.extend(s for s in load_sections(load, plots(recorded, [])) if s[0] != "Checks")
-    title = f"devai-harness check: {run.target.describe()}, {run.started_at}: {run.verdict}"
-    data["title"] = title
-    paths["json"].write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    intro = f"Verdict <b class='{_CLASS.get(run.verdict, 'bad')}'>{run.verdict}</b>; results in {_escape(str(out))}."
-    paths["html"].write_text(render_page(title, intro, sections), encoding="utf-8")
-    write_junit(paths["junit"], "devai-harness check", _junit_cases(run, data))
-    return paths
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
-def _junit_cases(run: CheckRun, data: dict[str, Any]) -> list[JUnitCase]:
-    cases = []
-    for s in run.stages:
-        fail = s.summary if s.verdict == FAIL else None
-        skip = f"{s.verdict}: {s.summary}" if s.verdict in (NOT_CHECKED, NA) else None
-        cases.append(JUnitCase("check.stage", s.name, failure=fail, skipped=skip, error=s.error, time_s=s.seconds))
-        for r in s.rows:
-            if s.name == "suite":
-                outcome = r["outcome"]
-                cases.append(
-                    JUnitCase(
-                        "check.suite",
-                        r["test"],
-                        failure=r["message"] if outcome in ("failure", "error") else None,
-                        skipped=r["message"] if outcome == "skipped" else None,
-                    )
-                )
-            elif s.name == "shapes":
-                cases.append(JUnitCase("check.shapes", r["label"], failure=None if r["ok"] else r["detail"]))
-            elif s.name == "semantics":
-                fail, skip = (r["detail"] if r["status"] == "fail" else None), None
-                if r["status"] in ("unsupported", "not-checked"):
-                    skip = f"{r['status'].upper()}: {r['detail']}"
-                cases.append(JUnitCase(f"check.semantics.{r['layer']}", r["feature"], failure=fail, skipped=skip))
-    for c in (data.get("requests") or {}).get("checks", []):
-        cases.append(JUnitCase("check.requests", c["name"], failure=None if c["ok"] else c["detail"]))
-    return cases

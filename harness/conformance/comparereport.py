@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.conformance.compare import Attempt, Comparison
-from harness.conformance.results import text_table
 from harness.conformance.verdicts import OVERALL, PairRow, TargetRow, pair_rows, target_rows
 from harness.core.intervals import Interval
 from harness.load.report import png_data_uri, render_page, table
+from harness.reporting.tables import text_table
 
 __all__ = ["comparison_lines", "summarize", "write_comparison"]
 

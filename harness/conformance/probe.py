@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import RunPodClient
-from harness.core.errors import HarnessError
+from harness.core.errors import DiagnosedTimeout, HarnessError, RequestTimeout, StreamStalled
 from harness.core.shapes import extract
 from harness.load.phases import PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter
@@ -27,6 +27,8 @@ __all__ = [
     "openai_shape_cases",
     "openai_timing_probe",
     "probe_case",
+    "probe_cases",
+    "timed_out",
 ]
 
 CHAT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
@@ -104,21 +106,51 @@ class LatencyRow:
     confirmed: bool | None = None
 
 
+def timed_out(exc: BaseException) -> bool:
+    """The endpoint did not answer in time: asking it more would only wait out more deadlines."""
+    return isinstance(exc, (RequestTimeout, StreamStalled, DiagnosedTimeout))
+
+
+def _said(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:400]
+
+
 async def probe_case(
     rp: RunPodClient, label: str, job_input: dict[str, Any], expected: str | None, *, timeout: float
 ) -> ProbeRow:
     """Run one job and check its output. ``expected=None`` (a live endpoint) accepts any known shape."""
-    try:
-        job = await rp.run(job_input, timeout=timeout)
-        got = extract(job.output)
-    except HarnessError as exc:
-        return ProbeRow(label, False, "-", f"{type(exc).__name__}: {exc}")
+    return (await probe_cases(rp, [(label, job_input, expected)], timeout=timeout))[0][0]
+
+
+async def probe_cases(
+    rp: RunPodClient, cases: Sequence[tuple[str, dict[str, Any], str | None]], *, timeout: float
+) -> tuple[list[ProbeRow], str | None]:
+    """Each case's row, until one times out: then the rest are not asked (the reason is the second value)."""
+    rows: list[ProbeRow] = []
+    for label, job_input, expected in cases:
+        try:
+            job = await rp.run(job_input, timeout=timeout)
+            got = extract(job.output)
+        except HarnessError as exc:
+            rows.append(ProbeRow(label, False, "-", _said(exc)))
+            if timed_out(exc):
+                return rows, f"{len(cases) - len(rows)} case(s) not asked: {label} timed out"
+            continue
+        rows.append(_shape_row(label, got, expected, job))
+    return rows, None
+
+
+def _shape_row(label: str, got: Any, expected: str | None, job: Any) -> ProbeRow:
     ok = expected in (None, got.shape) and (bool(got.text) or bool(got.models))
     detail = f"{len(got.choices)} choice(s), {len(got.text)} chars" if got.choices else f"models {list(got.models)}"
     if expected not in (None, got.shape):
         detail = f"expected {expected}"
     if got.findings:
         detail += "; " + "; ".join(f.code for f in got.findings)
+    if job.anomalies:
+        ok = False
+        detail += "; " + "; ".join(job.anomalies)
     return ProbeRow(label, ok, got.shape, detail, job.delay_time_ms, job.execution_time_ms)
 
 
@@ -131,10 +163,12 @@ async def latency_probe(
     hot: int = 2,
     warm: int = 2,
     progress: Callable[[str], None] = lambda _: None,
-) -> list[LatencyRow]:
+) -> tuple[list[LatencyRow], str | None]:
     """Cold, hot and warm requests by the phase plan (harness.load.phases), each label checked against
     /health just before it. The first step's wait is skipped on an endpoint already at zero workers.
-    With ``run_dir``, every request is also written as a LoadRecord for ``devai-harness report``."""
+    With ``run_dir``, every request is also written as a LoadRecord for ``devai-harness report`` (its begun
+    marker before it is sent, so a run killed mid-request shows it lost). A request that fails ends the probe: the
+    rows so far, and what the failure said."""
     writer = RecordWriter(run_dir) if run_dir is not None else None
     steps = PhasePlan(idle_timeout_s=idle_timeout_s, rounds=1, warm=warm, hot=hot).steps()
     rows: list[LatencyRow] = []
@@ -150,37 +184,42 @@ async def latency_probe(
             progress(f"latency: {step.phase} request {i}/{len(steps)}")
             workers = {k: getattr(health.workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
             gap = None if last_end is None else time.monotonic() - last_end
-            start_unix, t0 = time.time(), time.perf_counter()
-            job = await rp.run(job_input, timeout=timeout)
+            rec = None
+            if writer is not None:
+                seq = writer.next_seq()  # begun before it is sent
+                rec = LoadRecord(writer.pid, seq, "latency", step.phase, time.time(), workers_before=workers)
+                rec.anomalies = list(health.anomalies)
+            t0 = time.perf_counter()
+            try:
+                job = await rp.run(job_input, timeout=timeout)
+            except HarnessError as exc:
+                if writer is not None and rec is not None:
+                    rec.e2e_s = time.perf_counter() - t0
+                    rec.status, rec.error, rec.error_message = "error", type(exc).__name__, _said(exc)
+                    writer.write(rec)
+                return rows, f"the {step.phase} request failed: {_said(exc)}"
             e2e = time.perf_counter() - t0
             last_end = time.monotonic()
             confirmed, evidence = confirm(step.phase, workers, gap, hot_gap_s=0.5)
             rows.append(LatencyRow(step.phase, e2e * 1000, job.delay_time_ms, job.execution_time_ms, confirmed))
-            if writer is not None:
-                writer.write(
-                    LoadRecord(
-                        process=writer.pid,
-                        seq=writer.next_seq(),
-                        label="latency",
-                        phase=step.phase,
-                        start_unix=start_unix,
-                        e2e_s=e2e,
-                        delay_ms=job.delay_time_ms,
-                        execution_ms=job.execution_time_ms,
-                        workers_before=workers,
-                        confirmed=confirmed,
-                        evidence=f"{evidence}; delayTime {job.delay_time_ms} ms",
-                        worker_id=job.worker_id,
-                    )
+            if writer is not None and rec is not None:
+                rec.e2e_s, rec.delay_ms, rec.execution_ms = e2e, job.delay_time_ms, job.execution_time_ms
+                rec.confirmed, rec.evidence, rec.worker_id = (
+                    confirmed,
+                    f"{evidence}; delayTime {job.delay_time_ms} ms",
+                    job.worker_id,
                 )
+                rec.anomalies += job.anomalies
+                writer.write(rec)
     finally:
         if writer is not None:
             writer.close()
-    return rows
+    return rows, None
 
 
-async def openai_shape_cases(oa: OpenAIClient, model: str) -> list[ProbeRow]:
-    """The OpenAI-compatible server's own shapes: /v1/models lists the model; a chat streams and a chat does not."""
+async def openai_shape_cases(oa: OpenAIClient, model: str) -> tuple[list[ProbeRow], str | None]:
+    """The OpenAI-compatible server's own shapes: /v1/models lists the model; a chat streams and a chat does not.
+    After a request that timed out the rest are not asked."""
     rows = []
     try:
         models = await oa.models()
@@ -189,19 +228,23 @@ async def openai_shape_cases(oa: OpenAIClient, model: str) -> list[ProbeRow]:
             ProbeRow("models", listed, "openai-models", f"lists {models[:5]}" + ("" if listed else " (not ours)"))
         )
     except HarnessError as exc:
-        rows.append(ProbeRow("models", False, "-", f"{type(exc).__name__}: {exc}"))
+        rows.append(ProbeRow("models", False, "-", _said(exc)))
+        if timed_out(exc):
+            return rows, "2 case(s) not asked: models timed out"
     for label, stream in (("chat stream", True), ("chat whole", False)):
         try:
             c = await oa.chat(CHAT, model=model, stream=stream, max_tokens=32)
         except HarnessError as exc:
-            rows.append(ProbeRow(label, False, "-", f"{type(exc).__name__}: {exc}"))
+            rows.append(ProbeRow(label, False, "-", _said(exc)))
+            if timed_out(exc):
+                return rows, f"{3 - len(rows)} case(s) not asked: {label} timed out"
             continue
         shape = "openai-chat-chunks" if stream else "openai-chat-completion"
         detail = f"{len(c.text)} chars, finish {c.finish_reason}, usage {c.usage is not None}"
         if c.findings:
             detail += "; " + "; ".join(f.code for f in c.findings)
         rows.append(ProbeRow(label, bool(c.text or c.finish_reason), shape, detail))
-    return rows
+    return rows, None
 
 
 async def openai_timing_probe(
@@ -212,9 +255,10 @@ async def openai_timing_probe(
     streams: int = 5,
     whole: int = 2,
     progress: Callable[[str], None] = lambda _: None,
-) -> list[LoadRecord]:
+) -> tuple[list[LoadRecord], str | None]:
     """Sequential streamed and whole chats, each written as a LoadRecord (TTFT, gaps, tokens, errors by cause):
-    the server's timing at concurrency 1 (the load tests measure it under load)."""
+    the server's timing at concurrency 1 (the load tests measure it under load). A request that timed out ends
+    it (the second value says so)."""
     records = []
     with RecordWriter(run_dir) as writer:
         for i in range(streams + whole):
@@ -233,7 +277,12 @@ async def openai_timing_probe(
                 rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
                 rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
             except HarnessError as exc:
-                rec.status, rec.error, rec.error_message = "error", type(exc).__name__, str(exc).splitlines()[0][:300]
+                rec.status, rec.error, rec.error_message = "error", type(exc).__name__, _said(exc)[:300]
+                writer.write(rec)
+                records.append(rec)
+                if timed_out(exc):
+                    return records, f"request {i + 1} timed out: {_said(exc)}"
+                continue
             writer.write(rec)
             records.append(rec)
-    return records
+    return records, None

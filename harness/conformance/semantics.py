@@ -25,7 +25,12 @@ from typing import Any
 
 import httpx
 
+from harness.clients.transport import HTTPCore, map_httpx_errors
+from harness.core.clock import SystemClock
+from harness.core.errors import ProtocolError, RequestTimeout, TransportError
 from harness.core.findings import Finding, Severity
+from harness.core.limits import parse_json
+from harness.core.polling import RetryPolicy
 from harness.core.sse import SSEEvent, SSEParser
 from harness.core.wire import auth_headers
 
@@ -34,6 +39,7 @@ __all__ = [
     "Probe",
     "Prober",
     "Reply",
+    "Unanswered",
     "Unsupported",
     "Verdict",
     "judge",
@@ -98,8 +104,12 @@ class Reply:
         return found
 
 
+class Unanswered(Exception):
+    """The server could not be asked (a transport failure, a timeout, a 404 for the route or model): not-checked."""
+
+
 class Prober:
-    """Raw chat completions against ``base_url`` (…/v1)."""
+    """Raw chat completions against ``base_url`` (…/v1), read under the harness's caps and deadlines."""
 
     def __init__(
         self,
@@ -111,30 +121,54 @@ class Prober:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.model = model
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=auth_headers(api_key), timeout=timeout, transport=transport
+        self._core = HTTPCore(
+            base_url,
+            headers=auth_headers(api_key),
+            secrets=(api_key,),
+            transport=transport,
+            timeout=timeout,
+            retry=RetryPolicy(max_attempts=1),
+            clock=SystemClock(),
         )
 
     async def __aenter__(self) -> Prober:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
+        await self._core.aclose()
 
     async def chat(
         self, messages: list[dict[str, Any]] | None = None, *, model: str | None = None, **params: Any
     ) -> Reply:
         body = {"model": model or self.model, "messages": messages or PROMPT, "max_tokens": TOKENS, **GREEDY}
         body |= params
-        if not body.get("stream"):
-            resp = await self._http.post("/chat/completions", json=body)
-            return Reply(resp.status_code, resp.headers.get("content-type", ""), _json(resp.text))
-        async with self._http.stream("POST", "/chat/completions", json=body) as resp:
-            raw = (await resp.aread()).decode("utf-8", "replace")
-        kind = resp.headers.get("content-type", "")
+        try:
+            return await (self._stream(body) if body.get("stream") else self._whole(body))
+        except TransportError as exc:
+            raise Unanswered(f"{type(exc).__name__}: {exc}") from None
+
+    async def _whole(self, body: dict[str, Any]) -> Reply:
+        resp = await self._core.send("POST", "/chat/completions", idempotent=False, json_body=body)
+        return Reply(resp.status_code, resp.headers.get("content-type", ""), _json(resp.text))
+
+    async def _stream(self, body: dict[str, Any]) -> Reply:
+        where = self._core.where("/chat/completions")
+        total = self._core.total(None)
+        with map_httpx_errors("POST", where, self._core.redact):
+            try:
+                async with asyncio.timeout(total):
+                    async with self._core.http.stream("POST", "/chat/completions", json=body, timeout=total) as resp:
+                        self._core.refuse_redirect("POST", resp)
+                        kind = resp.headers.get("content-type", "")
+                        cap = (
+                            self._core.limits.stream_bytes if resp.status_code < 400 else self._core.limits.error_bytes
+                        )
+                        raw = (await self._core.read_body(resp, cap, f"POST {where}")).decode("utf-8", "replace")
+            except TimeoutError:
+                raise RequestTimeout(f"POST {where}: the stream was not over within {total:g} s") from None
         if resp.status_code >= 400 or "text/event-stream" not in kind:
             return Reply(resp.status_code, kind, _json(raw))
-        parser = SSEParser()
+        parser = SSEParser(max_line=self._core.limits.line_bytes)
         events = [e for e in parser.feed(raw) + parser.finish() if isinstance(e, SSEEvent)]
         data = [_json(e.data) for e in events if e.data.strip() != "[DONE]"]
         return Reply(resp.status_code, kind, None, [d for d in data if isinstance(d, dict)], "[DONE]" in raw)
@@ -142,8 +176,8 @@ class Prober:
 
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except ValueError:
+        return parse_json(text)
+    except (ValueError, ProtocolError):
         return None
 
 
@@ -156,6 +190,8 @@ def _ok(reply: Reply, what: str) -> Reply:
     if reply.status < 400:
         return reply
     detail = json.dumps(reply.body)[:300] if reply.body is not None else "(no JSON body)"
+    if reply.status == 404:  # the route or the model is not there: nothing was asked of the feature
+        raise Unanswered(f"{what}: HTTP 404 {detail}")
     if 400 <= reply.status < 500:
         raise Unsupported(f"{what}: HTTP {reply.status} {detail}")
     raise failure("server-error", f"{what}: HTTP {reply.status}", detail)
@@ -456,12 +492,25 @@ async def judge(name: str, layer: str, work: Awaitable[str], unreachable: type[E
         return Verdict(name, layer, "fail", f"{f.title}: {f.message}")
     except Unsupported as u:
         return Verdict(name, layer, "unsupported", str(u))
+    except Unanswered as exc:
+        return Verdict(name, layer, "not-checked", str(exc))
     except unreachable as exc:
         return Verdict(name, layer, "not-checked", f"{type(exc).__name__}: {exc}")
 
 
+_TIMED_OUT = ("RequestTimeout", "StreamStalled")
+
+
 async def run_semantics(p: Prober) -> list[Verdict]:
-    return [await judge(name, layer, probe(p), httpx.HTTPError) for name, layer, probe in FEATURES]
+    """Every feature in turn; after the first the server did not answer in time, the rest are not asked (each
+    would wait its whole deadline too)."""
+    verdicts: list[Verdict] = []
+    for name, layer, probe in FEATURES:
+        if verdicts and verdicts[-1].status == "not-checked" and verdicts[-1].detail.startswith(_TIMED_OUT):
+            verdicts.append(Verdict(name, layer, "not-checked", f"not asked: {verdicts[-1].feature} timed out"))
+            continue
+        verdicts.append(await judge(name, layer, probe(p), TransportError))
+    return verdicts
 
 
 def overall(verdicts: list[Verdict]) -> str:

@@ -5,10 +5,13 @@ Verdicts about an endpoint's behaviour live in :mod:`harness.core.findings`. Eve
 
     HarnessError
     ├── ConfigError                 bad or missing configuration (never contains secret values)
+    ├── OutputError                 the harness could not write its own output (.path: a full disk, no permission)
     ├── TransportError              the HTTP exchange itself failed
     │   ├── RequestTimeout          connect/read/write/pool timeout
     │   ├── ConnectError            could not connect (DNS, refused, reset before a reply)
     │   ├── ProtocolError           a reply that is not valid HTTP/JSON/job data
+    │   │   ├── ReplyTooLarge       over one of our read caps (.limit bytes, .what: reply | line | stream)
+    │   │   └── Redirected          a 3xx: never followed (.status_code, .location)
     │   └── StatusError             an HTTP error status (.status_code, .body summary; .error_type, .error_code,
     │       │                       .param when the body is an OpenAI error envelope)
     │       └── RateLimited         HTTP 429 (.retry_after seconds, when the server said)
@@ -51,9 +54,12 @@ __all__ = [
     "JobFailed",
     "JobTimedOut",
     "NoCapacity",
+    "OutputError",
     "ProtocolError",
     "QueueBacklog",
     "RateLimited",
+    "Redirected",
+    "ReplyTooLarge",
     "RequestTimeout",
     "ShapeError",
     "SlowExecution",
@@ -77,6 +83,14 @@ class ConfigError(HarnessError):
     """Configuration is missing or invalid."""
 
 
+class OutputError(HarnessError):
+    """Our own output could not be written (a full disk, a read-only folder): the run's error, never a finding."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class TransportError(HarnessError):
     """The HTTP exchange failed. ``method`` and ``path`` never include query secrets."""
 
@@ -96,6 +110,25 @@ class ConnectError(TransportError):
 
 class ProtocolError(TransportError):
     """The reply is not what the protocol promises (bad JSON, a job without id...)."""
+
+
+class ReplyTooLarge(ProtocolError):
+    """A reply went over one of our read caps (``what``: "reply", "line" or "stream"; ``limit`` in bytes). The
+    endpoint's doing, and a finding — never an out-of-memory of ours."""
+
+    def __init__(self, message: str, *, limit: int, what: str, method: str = "", path: str = "") -> None:
+        super().__init__(message, method=method, path=path)
+        self.limit = limit
+        self.what = what
+
+
+class Redirected(ProtocolError):
+    """A 3xx reply. Never followed: a redirect can lead anywhere (a metadata address, another host with our key)."""
+
+    def __init__(self, message: str, *, status_code: int, location: str, method: str = "", path: str = "") -> None:
+        super().__init__(message, method=method, path=path)
+        self.status_code = status_code
+        self.location = location
 
 
 class StatusError(TransportError):
@@ -221,7 +254,8 @@ class StreamError(HarnessError):
 
 
 class StreamStalled(StreamError):
-    """No bytes (``budget`` "stall") or no content before the TTFT deadline (``budget`` "ttft") in time."""
+    """No bytes (``budget`` "stall"), no content before the TTFT deadline ("ttft"), or not over by the total
+    deadline ("total": keep-alives and trickled bytes never extend it)."""
 
     def __init__(self, message: str, *, waited_s: float, budget: str = "stall") -> None:
         super().__init__(message)

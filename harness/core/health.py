@@ -21,16 +21,21 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.core.jobs import JobStatus
+from harness.core.jobs import JobStatus, show_value
 
 __all__ = ["Diagnosis", "DiagnosisKind", "Health", "JobCounts", "Watchdog", "WorkerCounts", "evident_zombie"]
 
 
-def _count(d: dict[str, Any], *keys: str) -> int | None:
+_MAX_COUNT = 1_000_000  # more workers or jobs than any endpoint has: a number that means nothing
+
+
+def _count(d: dict[str, Any], *keys: str, anomalies: list[str] | None = None, where: str = "") -> int | None:
     for k in keys:
         v = d.get(k)
-        if isinstance(v, int) and not isinstance(v, bool):
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_COUNT:
             return v
+        if v is not None and anomalies is not None:
+            anomalies.append(f"/health {where}.{k} {show_value(v)} is not a count (ignored)")
     return None
 
 
@@ -76,30 +81,40 @@ class Health:
     workers: WorkerCounts
     taken_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    anomalies: tuple[str, ...] = field(default=(), compare=False)  # counts that were no counts (ignored, named)
 
     @classmethod
     def from_json(cls, data: Any, *, taken_at: float = 0.0) -> Health:
         data = data if isinstance(data, dict) else {}
         jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
         workers = data.get("workers") if isinstance(data.get("workers"), dict) else {}
+        bad: list[str] = []
+
+        def job(*keys: str) -> int | None:
+            return _count(jobs, *keys, anomalies=bad, where="jobs")
+
+        def worker(key: str) -> int | None:
+            return _count(workers, key, anomalies=bad, where="workers")
+
         return cls(
             jobs=JobCounts(
-                completed=_count(jobs, "completed"),
-                failed=_count(jobs, "failed"),
-                in_progress=_count(jobs, "inProgress", "in_progress"),
-                in_queue=_count(jobs, "inQueue", "in_queue"),
-                retried=_count(jobs, "retried"),
+                completed=job("completed"),
+                failed=job("failed"),
+                in_progress=job("inProgress", "in_progress"),
+                in_queue=job("inQueue", "in_queue"),
+                retried=job("retried"),
             ),
             workers=WorkerCounts(
-                idle=_count(workers, "idle"),
-                initializing=_count(workers, "initializing"),
-                ready=_count(workers, "ready"),
-                running=_count(workers, "running"),
-                throttled=_count(workers, "throttled"),
-                unhealthy=_count(workers, "unhealthy"),
+                idle=worker("idle"),
+                initializing=worker("initializing"),
+                ready=worker("ready"),
+                running=worker("running"),
+                throttled=worker("throttled"),
+                unhealthy=worker("unhealthy"),
             ),
             taken_at=taken_at,
             extra={k: v for k, v in data.items() if k not in ("jobs", "workers")},
+            anomalies=tuple(bad),
         )
 
     def summary(self) -> str:

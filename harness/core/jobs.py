@@ -11,15 +11,17 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.errors import JobCancelled, JobError, JobFailed, JobTimedOut, ProtocolError, WorkerError
 
-__all__ = ["TERMINAL", "Job", "JobStatus", "raise_for_job", "worker_error"]
+__all__ = ["TERMINAL", "Job", "JobStatus", "duration_ms", "raise_for_job", "show_value", "worker_error"]
 
 _MAX_MESSAGE = 2000
 _MAX_LITERAL = 100_000  # ast.literal_eval on longer repr strings is not worth the CPU
+_MAX_MS = 28 * 24 * 3600 * 1000  # RunPod's longest executionTimeout is 7 days: four weeks is no duration
 
 
 class JobStatus(enum.StrEnum):
@@ -51,6 +53,7 @@ class Job:
     worker_id: str | None = None
     retries: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    anomalies: tuple[str, ...] = ()  # numbers the endpoint sent that are no numbers of theirs (ignored, named)
 
     @property
     def terminal(self) -> bool:
@@ -68,21 +71,35 @@ class Job:
             status = JobStatus(str(data.get("status")))
         except ValueError:
             raise ProtocolError(f"job {job_id}: unknown status {str(data.get('status'))[:40]!r}") from None
+        anomalies: list[str] = []
         return cls(
             id=job_id,
             status=status,
-            delay_time_ms=_ms(data.get("delayTime")),
-            execution_time_ms=_ms(data.get("executionTime")),
+            delay_time_ms=duration_ms(data, "delayTime", anomalies),
+            execution_time_ms=duration_ms(data, "executionTime", anomalies),
             output=data.get("output"),
             error=data.get("error"),
             worker_id=data.get("workerId") if isinstance(data.get("workerId"), str) else None,
             retries=data.get("retries") if isinstance(data.get("retries"), int) else None,
             raw=data,
+            anomalies=tuple(anomalies),
         )
 
 
-def _ms(v: Any) -> int | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+def show_value(v: Any) -> str:
+    """A value from an endpoint, short enough for a message."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def duration_ms(data: dict[str, Any], name: str, anomalies: list[str]) -> int | None:
+    """``data[name]`` as whole milliseconds; absent is None; anything that is no duration (not a number, NaN,
+    infinite, negative, beyond four weeks) is None too, and said in ``anomalies``."""
+    v = data.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= _MAX_MS:
+        anomalies.append(f"{name} {show_value(v)} is not a duration in ms (ignored)")
         return None
     return int(v)
 

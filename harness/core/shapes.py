@@ -117,6 +117,13 @@ def looks_like_sse(text: str) -> bool:
 
 def extract(value: Any) -> Extracted:
     """Recognise ``value`` (a job dict or its ``output``) and extract text, choices and usage."""
+    try:
+        return _recognise(value)
+    except RecursionError:
+        raise ShapeError("the output is nested too deeply to be any known shape") from None
+
+
+def _recognise(value: Any) -> Extracted:
     if _is_job(value):
         status = value["status"]
         if status in _FAILED_STATUSES or (value.get("error") and value.get("output") is None):
@@ -243,8 +250,12 @@ def _kind(d: dict[Any, Any], path: str) -> str:
     raise ShapeError("no known output shape", path=path, summary=_summary(d))
 
 
+_MAX_TOKENS = 1 << 30  # more tokens than any context holds: a count that means nothing
+
+
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    """A count from an endpoint: a whole number in range, else unknown (None)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_TOKENS else None
 
 
 def _native_usage(u: Any) -> Usage | None:

@@ -6,8 +6,9 @@ every content gap (per choice), keep-alives and signals, usage, finish reasons, 
 as :class:`StreamErrorEvent`), truncation (:class:`StreamTruncated`), bytes that are not SSE
 (:class:`StreamProtocolError`) and the findings a stream earns (``sse-no-done``, ``sse-unterminated-event``).
 ``budget(now)`` says how long the driver may wait for the next bytes and which clock runs out first —
-the stall timeout (no bytes at all) or the TTFT budget (no content yet, keep-alives or not) — and
-``stalled(budget, now)`` builds the error when it does.
+the stall timeout (no bytes at all), the TTFT budget (no content yet, keep-alives or not) or the total (the whole
+stream; nothing extends it) — and ``stalled(budget, now)`` builds the error when it does. ``feed`` also checks the
+total itself: a stream whose bytes never stop coming ends at its total as surely as a silent one.
 
 A non-streamed reply goes through :func:`reply_completion`: it has no TTFT and no per-token timing.
 """
@@ -55,7 +56,7 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """How long the driver may wait for the next bytes; ``kind`` is the clock that runs out: stall | ttft."""
+    """How long the driver may wait for the next bytes; ``kind`` is the clock that runs out: stall | ttft | total."""
 
     seconds: float
     kind: str
@@ -71,6 +72,7 @@ class StreamAccumulator:
         name: str = "chat",
         stall_timeout_s: float = 30.0,
         ttft_timeout_s: float | None = None,
+        total_timeout_s: float | None = None,
         on_delta: Callable[[str], None] | None = None,
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
@@ -78,6 +80,7 @@ class StreamAccumulator:
         self.timing = RequestTiming(name=name)
         self.stall_timeout_s = stall_timeout_s
         self.ttft_timeout_s = ttft_timeout_s
+        self.total_timeout_s = total_timeout_s
         self.findings: list[Finding] = []
         self._on_delta = on_delta
         self._parser = SSEParser(max_line=max_line)
@@ -98,6 +101,8 @@ class StreamAccumulator:
     def feed(self, data: bytes, now: float) -> None:
         if not data:
             return
+        if self.total_timeout_s is not None and now > self.total_timeout_s:
+            raise self.stalled(Budget(0.0, "total"), now)
         if self.timing.tt_ack is None:
             self.timing.tt_ack = now
         if not self._head:
@@ -105,13 +110,23 @@ class StreamAccumulator:
         self._apply(self._parser.feed(self._decoder.decode(data)), now)
 
     def budget(self, now: float) -> Budget:
+        best = Budget(self.stall_timeout_s, "stall")
         if self.ttft_timeout_s is not None and self.timing.ttft is None:
             left = self.ttft_timeout_s - now
-            if left <= self.stall_timeout_s:
-                return Budget(max(0.0, left), "ttft")
-        return Budget(self.stall_timeout_s, "stall")
+            if left <= best.seconds:
+                best = Budget(max(0.0, left), "ttft")
+        if self.total_timeout_s is not None and self.total_timeout_s - now < best.seconds:
+            best = Budget(max(0.0, self.total_timeout_s - now), "total")
+        return best
 
     def stalled(self, budget: Budget, now: float) -> StreamStalled:
+        if budget.kind == "total":
+            return StreamStalled(
+                f"{self.where}: the stream was not over within its total deadline of {self.total_timeout_s:g} s "
+                f"({self.timing.content_chunks} content chunk(s), {len(self.timing.keepalives)} keep-alive(s))",
+                waited_s=now,
+                budget="total",
+            )
         if budget.kind == "ttft":
             return StreamStalled(
                 f"{self.where}: no content within the TTFT budget of {self.ttft_timeout_s:g} s "

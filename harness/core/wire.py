@@ -17,6 +17,7 @@ from typing import Any
 from harness.core.errors import ConfigError, RateLimited, StatusError
 from harness.core.jobs import worker_error
 from harness.core.polling import parse_retry_after
+from harness.core.scrub import Redactor
 
 __all__ = [
     "USER_AGENT",
@@ -35,18 +36,6 @@ __all__ = [
 USER_AGENT = "devai-harness"
 _BODY_SUMMARY = 300
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-class Redactor:
-    """Replaces known secret values with ``***`` in any text about to leave the process."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
 
 
 def check_id(kind: str, value: Any) -> str:

@@ -166,8 +166,9 @@ class SyncOpenAI:
         packet_clock: PacketClock | None = None,
     ) -> None:
         """``stall_timeout_s``: the longest silence allowed between stream chunks; ``request_timeout``: the
-        longest wait for a whole (non-streamed) reply (default: the stall timeout); ``packet_clock``: times from
-        the kernel's packet timestamps (harness.load.packetclock; its clock is ``time.perf_counter``)."""
+        longest a request may take in all, a whole reply or a stream (default: the stall timeout; keep-alives never
+        extend it); ``packet_clock``: times from the kernel's packet timestamps (harness.load.packetclock; its clock
+        is ``time.perf_counter``)."""
         self._http = SyncHTTP(
             base_url,
             auth_headers(api_key),
@@ -178,6 +179,7 @@ class SyncOpenAI:
         )
         self.stall_timeout_s = stall_timeout_s
         self.ttft_timeout_s = ttft_timeout_s
+        self.total_timeout_s = request_timeout or stall_timeout_s
         self._now = now
 
     def close(self) -> None:
@@ -225,10 +227,12 @@ class SyncOpenAI:
             f"POST {self._http.where('/chat/completions')}",
             stall_timeout_s=self.stall_timeout_s,
             ttft_timeout_s=self.ttft_timeout_s,
+            total_timeout_s=self.total_timeout_s,
+            max_line=self._http.limits.line_bytes,
         )
         t0 = self._now()
         try:
-            with self._http.stream("POST", "/chat/completions", body) as read:
+            with self._http.stream("POST", "/chat/completions", body, first_byte_s=acc.budget(0).seconds) as read:
                 t0 = self._http.sent_at(t0)
                 arrived = self._http.received_at  # the packet's time when the process has a packet clock
                 acc.headers(arrived(self._now()) - t0)

@@ -32,7 +32,7 @@ _MAX_EXAMPLES = 20
 
 
 def percentiles(values: Iterable[float | None], *, presorted: bool = False) -> dict[str, float | int | None]:
-    xs = [v for v in values if v is not None and not math.isnan(v)]
+    xs = [v for v in values if v is not None and math.isfinite(v)]
     if not presorted:
         xs.sort()
     out: dict[str, float | int | None] = {"count": len(xs)}
@@ -43,7 +43,7 @@ def percentiles(values: Iterable[float | None], *, presorted: bool = False) -> d
         k = (len(xs) - 1) * p / 100
         lo, hi = math.floor(k), math.ceil(k)
         out[f"p{p}"] = xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-    out["mean"] = math.fsum(xs) / len(xs) if xs else None
+    out["mean"] = math.fsum(x / len(xs) for x in xs) if xs else None  # divided first: huge values cannot overflow
     return out
 
 
@@ -91,7 +91,13 @@ class Sample:
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an int past a float's range
+        return None
+    return f if math.isfinite(f) else None
 
 
 def tpot(e2e: float | None, ttft: float | None, tokens: float | None) -> float | None:
@@ -111,6 +117,7 @@ class PhaseStats:
     error_messages: dict[str, str] = field(default_factory=dict)  # the first message seen per cause
     confirmed: int = 0
     mislabelled: list[str] = field(default_factory=list)
+    anomalies: Counter[str] = field(default_factory=Counter)  # numbers the endpoint sent that were no numbers
     first_start: float = math.inf
     last_end: float = -math.inf
     load: float = 0.0  # users (closed loop) or arrivals/s (open loop)
@@ -132,6 +139,9 @@ class PhaseStats:
         self.first_start = min(self.first_start, start)
         self.last_end = max(self.last_end, start + (e2e or 0.0))
         self.load = self.load or _num(r.get("concurrency")) or _num(r.get("rate")) or 0.0
+        for said in r.get("anomalies") or ():
+            if said in self.anomalies or len(self.anomalies) < _MAX_EXAMPLES:
+                self.anomalies[said] += 1
         if r.get("confirmed") is True:
             self.confirmed += 1
         elif r.get("confirmed") is False and len(self.mislabelled) < _MAX_EXAMPLES:
@@ -174,6 +184,7 @@ class PhaseStats:
             "error_messages": self.error_messages,
             "confirmed": self.confirmed,
             "mislabelled": self.mislabelled,
+            "anomalies": dict(self.anomalies),
             "e2e_s": percentiles(self.e2e),
             "delay_ms": percentiles(self.delay_ms),
             "execution_ms": percentiles(self.execution_ms),

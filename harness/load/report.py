@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.conformance.results import JUnitCase, write_junit
 from harness.core.errors import ConfigError
 from harness.load.cost import CostModel, what_if
 from harness.load.lag import TRUSTED_LAG_MS
 from harness.load.metrics import PhaseStats, percentiles
 from harness.load.records import FIELDS, Contributor, contributors_from, iter_records, record_files
+from harness.reporting.junit import JUnitCase, write_junit
 
 __all__ = ["RunData", "build_report", "ordering_checks", "render_page", "report_lines", "scan"]
 
@@ -67,7 +67,8 @@ def scan(run_dirs: str | Path | Sequence[str | Path], csv_path: Path | None = No
             writer.writerow(FIELDS)
         begun: dict[Path, set[int]] = {}
         counts: dict[Path, int] = {}
-        for r in iter_records(run_dirs, begun, counts):
+        torn: dict[Path, int] = {}
+        for r in iter_records(run_dirs, begun, counts, torn):
             phase = str(r["phase"])
             stats = data.phases.get(phase) or data.phases.setdefault(phase, PhaseStats(phase))
             stats.add(r)
@@ -85,7 +86,7 @@ def scan(run_dirs: str | Path | Sequence[str | Path], csv_path: Path | None = No
                 for i in _JSON_COLUMNS:
                     row[i] = json.dumps(row[i]) if row[i] is not None else None
                 writer.writerow(row)
-    data.contributors = contributors_from(begun, counts)
+    data.contributors = contributors_from(begun, counts, torn)
     return data
 
 
@@ -125,6 +126,9 @@ def ordering_checks(summary: dict[str, Any]) -> list[tuple[str, bool, str]]:
             said = s["error_messages"].get(cause)
             detail = json.dumps(errors) + (f"; {cause}: {said}" if said else "")
         checks.append((f"{phase}: no errors", not errors, detail))
+        if s.get("anomalies"):
+            said = "; ".join(f"{n} x {a}" for a, n in s["anomalies"].items())
+            checks.append((f"{phase}: the endpoint's numbers are numbers", False, said))
     return checks
 
 
@@ -288,8 +292,13 @@ def process_checks(data: RunData) -> list[tuple[str, bool, str]]:
     """Distributed runs: nothing silently missing (a process killed mid-run, its requests in flight), and start
     times that line up across hosts."""
     procs = data.contributors
+    torn = [c for c in procs if c.torn]
+    checks: list[tuple[str, bool, str]] = []
+    if torn:
+        said = "; ".join(f"{c.host} pid {c.process}: {c.torn} torn line at the end (a writer was killed)" for c in torn)
+        checks.append(("every record line is whole", False, said + "; the rest of the run is reported"))
     if not procs or all(c.ended is None for c in procs):
-        return []  # records from before process files: nothing to judge
+        return checks  # records from before process files: nothing more to judge
     killed = [c for c in procs if c.ended is False]
     lost = sum(c.lost for c in procs)
     detail = "; ".join(c.describe() for c in procs)
@@ -298,7 +307,7 @@ def process_checks(data: RunData) -> list[tuple[str, bool, str]]:
     else:
         ok = True
         said = f"{len(procs)} process(es) closed their records; {lost} request(s) cut off when the run stopped"
-    checks = [("every load process finished its records", ok, said)]
+    checks.append(("every load process finished its records", ok, said))
     skewed = [c for c in procs if c.clock_offset_s is not None and abs(c.clock_offset_s) > CLOCK_SKEW_S]
     if any(c.clock_offset_s is not None for c in procs):
         off = ", ".join(f"{c.host}/{c.process} {c.clock_offset_s:+.3f} s" for c in skewed)
