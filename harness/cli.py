@@ -434,7 +434,14 @@ def _add_check(sub: Any) -> None:
     )
     p.add_argument("--model", help="target openai: the model (default: the first the server lists)")
     p.add_argument("--config", help="emulator YAML config (target emulator)")
-    p.add_argument("--timeout", type=_positive, default=120.0, help="deadline per job/request, seconds")
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=120.0,
+        help="seconds: the total deadline of one request or job (connect, first byte, whole body, retries "
+        "included; keep-alives do not extend it). Each stage stops at its first timed-out request, so against an "
+        "endpoint that never answers, --no-suite ends within (stages + 1) x (TIMEOUT + 2) + 10 s",
+    )
     p.add_argument("--json", help="also write the report's JSON to this file")
     p.add_argument("--run-dir", help="where the report goes (default runs/check-TIMESTAMP)")
     p.add_argument("--idle-timeout", type=_positive, default=5.0, help="the endpoint's idle timeout (target runpod)")

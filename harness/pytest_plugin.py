@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,10 +146,12 @@ def pytest_recording_configure(config: pytest.Config, vcr: object) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     from harness.conformance.results import Results
+    from harness.core.scrub import register, secrets_in
 
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.stash[RESULTS] = Results()
+    register(*secrets_in(os.environ))  # a key an endpoint echoes is masked in reports, JUnit and cassettes
     from harness.conformance.isolation import OPT_IN_ENV, TIMEOUT_ENV
 
     if config.getoption("--unsafe-run-model-code", False):
@@ -165,6 +167,23 @@ def pytest_configure(config: pytest.Config) -> None:
         # A live target was named: its live tests are the point, whatever the project's addopts hide.
         # An -m given on the command line is the user's own and stays.
         config.option.markexpr = _without_not_live(expr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing assertion may quote what the endpoint sent, key and all: the report (terminal, JUnit, xdist's
+    wire) carries the scrubbed text."""
+    from harness.core.scrub import scrub
+
+    report = yield
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if (clean := scrub(text)) != text:
+            report.longrepr = clean
+    report.sections = [(name, scrub(body)) for name, body in report.sections]
+    return report
 
 
 def _addopts_markexpr(config: pytest.Config) -> str | None:

@@ -31,6 +31,7 @@ import yaml
 from harness.core import __version__
 from harness.core.errors import ConfigError
 from harness.core.wire import Redactor
+from harness.core.yamltext import parse_yaml_bytes
 
 __all__ = ["RecordingTransport", "ReplayTransport", "Transcript"]
 
@@ -62,9 +63,10 @@ class Transcript:
     @classmethod
     def load(cls, path: str | Path) -> Transcript:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read transcript {path}: {exc}") from None
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read transcript {path}: {exc.strerror}") from None
+        data = parse_yaml_bytes(raw, f"transcript {path}")
         if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
             raise ConfigError(f"{path}: not a transcript (no 'interactions' list)")
         return cls(meta=dict(data.get("meta") or {}), interactions=list(data["interactions"]))

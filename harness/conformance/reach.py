@@ -62,6 +62,8 @@ async def reach_openai(oa: OpenAIClient, model: str | None, timeout: float) -> R
         return Reach(down=_down(exc))
     except (ConnectError, RequestTimeout) as exc:
         return Reach(down=_down(exc))
+    except HarnessError:
+        return Reach(model=model)  # it answered, with something that is not a model list: the stages will say what
     if model is None:
         if not listed:
             raise ConfigError(f"{oa.base_url}/models lists no model: give --model")

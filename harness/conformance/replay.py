@@ -29,7 +29,9 @@ import yaml
 from harness.core import __version__
 from harness.core.clock import SystemClock
 from harness.core.errors import ConfigError
+from harness.core.scrub import registered, secrets_in
 from harness.core.wire import Redactor
+from harness.core.yamltext import parse_yaml, parse_yaml_bytes
 from harness.emulator.relay import UPSTREAM_HEADER
 
 __all__ = [
@@ -76,10 +78,14 @@ class ReplayClock:
 
     def __init__(self, path: Path) -> None:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except OSError:
             raise ConfigError(f"no recorded clock at {path}: record the cassette again") from None
-        self.readings: list[float] = list(data.get("readings") or [])
+        data = parse_yaml_bytes(raw, f"recorded clock {path}")
+        readings = data.get("readings") if isinstance(data, dict) else None
+        if not isinstance(readings, list) or not all(isinstance(r, int | float) for r in readings):
+            raise ConfigError(f"recorded clock {path}: no list of readings (record the cassette again)")
+        self.readings: list[float] = [float(r) for r in readings]
         self._i = 0
         self.sleeps: list[float] = []
 
@@ -111,7 +117,9 @@ class CassetteYAML:
 
     @staticmethod
     def deserialize(text: str) -> dict[str, Any]:
-        data = yaml.safe_load(text) or {}
+        data = parse_yaml(text, "a cassette") or {}
+        if not isinstance(data, dict) or not isinstance(data.get("interactions", []), list):
+            raise ConfigError("a cassette that is not a vcrpy cassette (no 'interactions' list)")
         data.pop("meta", None)
         return dict(data)
 
@@ -122,13 +130,13 @@ SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "openai-api-key"}
 )
 _SECRET_NAME = re.compile(r"(^|[_-])(api[_-]?key|key|token|secret|password|passwd|auth)$", re.I)
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$")
 
 
 def known_secrets(env: dict[str, str] | None = None) -> tuple[str, ...]:
-    """Values of the environment's key-like variables (RUNPOD_API_KEY, OPENAI_API_KEY, HF_TOKEN, ...)."""
-    env = dict(os.environ) if env is None else env
-    return tuple(v for k, v in env.items() if _SECRET_ENV.search(k.upper()) and len(v) >= 8)
+    """Values of the environment's key-like variables (RUNPOD_API_KEY, OPENAI_API_KEY, HF_TOKEN, ...) and every
+    secret this process registered (a client's key, whatever variable it came from)."""
+    found = secrets_in(dict(os.environ) if env is None else env)
+    return tuple(v for v in {*found, *registered()} if len(v) >= 8)
 
 
 def _scrub_uri(uri: str, redact: Redactor) -> str:
@@ -197,7 +205,17 @@ class _ScrubbingPersister:
         self._inner = inner
 
     def load_cassette(self, cassette_path: Any, serializer: Any) -> Any:
-        return self._inner.load_cassette(cassette_path, serializer)
+        """A missing or empty cassette is vcrpy's to handle (record it); a broken one is one line naming it."""
+        try:
+            return self._inner.load_cassette(cassette_path, serializer)
+        except ConfigError as exc:
+            raise ConfigError(f"cassette {cassette_path}: {exc}; record it again") from None
+        except ValueError as exc:
+            if type(exc).__name__ == "CassetteNotFoundError":
+                raise
+            raise ConfigError(f"cassette {cassette_path}: unreadable ({exc}); record it again") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"cassette {cassette_path}: not a vcrpy cassette ({type(exc).__name__}: {exc})") from None
 
     def save_cassette(self, cassette_path: Any, cassette_dict: dict[str, Any], serializer: Any) -> None:
         self._inner.save_cassette(cassette_path, scrub_cassette(cassette_dict), serializer)

@@ -505,11 +505,14 @@ async def run_semantics(p: Prober) -> list[Verdict]:
     """Every feature in turn; after the first the server did not answer in time, the rest are not asked (each
     would wait its whole deadline too)."""
     verdicts: list[Verdict] = []
+    stopped: str | None = None
     for name, layer, probe in FEATURES:
-        if verdicts and verdicts[-1].status == "not-checked" and verdicts[-1].detail.startswith(_TIMED_OUT):
-            verdicts.append(Verdict(name, layer, "not-checked", f"not asked: {verdicts[-1].feature} timed out"))
+        if stopped:
+            verdicts.append(Verdict(name, layer, "not-checked", f"not asked: {stopped} timed out"))
             continue
-        verdicts.append(await judge(name, layer, probe(p), TransportError))
+        verdicts.append(got := await judge(name, layer, probe(p), TransportError))
+        if got.status == "not-checked" and got.detail.startswith(_TIMED_OUT):
+            stopped = name
     return verdicts
 
 

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.conformance.sandbox import SandboxResult, check_javascript, run_javascript, run_pytest
 from harness.core.errors import ConfigError
 from harness.core.findings import Finding, Severity
 from harness.core.shapes import Usage
+from harness.core.yamltext import parse_yaml_bytes
 
 __all__ = [
     "CHECKS",
@@ -80,7 +79,7 @@ class Answer:
 def load_cases(folder: str | Path) -> list[TaskCase]:
     cases = []
     for path in sorted(Path(folder).glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml_bytes(path.read_bytes(), str(path))
         task = data.get("task") if isinstance(data, dict) else None
         if task not in TASKS:
             raise ConfigError(f"{path}: 'task' must be one of {', '.join(TASKS)}")

@@ -26,6 +26,18 @@ MASK = "***"
 _MIN_SECRET = 4  # shorter values are not secrets worth masking everywhere (and would mask ordinary text)
 _MIN_DERIVED = 8  # an encoded fragment shorter than this could be ordinary text
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$")
+_PREFIX = 12  # a text cut short (a table cell, a capped read) still masks a key's first characters
+
+
+def _cut_forms(secret: str) -> str:
+    """A pattern for ``secret`` cut anywhere after its first ``_PREFIX`` characters (nested optional groups: one
+    pass, no backtracking blow-up)."""
+    if len(secret) <= _PREFIX:
+        return re.escape(secret)
+    tail = ""
+    for ch in reversed(secret[_PREFIX:]):
+        tail = f"(?:{re.escape(ch)}{tail})?"
+    return re.escape(secret[:_PREFIX]) + tail
 
 
 def forms(secret: str) -> set[str]:
@@ -71,8 +83,9 @@ class _Registry:
         with self._lock:
             self._secrets |= new
             every = sorted({f for s in self._secrets for f in forms(s)}, key=len, reverse=True)
-            self._text = re.compile("|".join(map(re.escape, every)))
-            self._bytes = re.compile(b"|".join(re.escape(f.encode("utf-8")) for f in every))
+            cut = [_cut_forms(s) for s in sorted(self._secrets, key=len, reverse=True)]
+            self._text = re.compile("|".join([*map(re.escape, every), *cut]))
+            self._bytes = re.compile("|".join([*map(re.escape, every), *cut]).encode("utf-8"))
 
     def secrets(self) -> frozenset[str]:
         return frozenset(self._secrets)

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.core.jobs import worker_error
+from harness.emulator.bodies import read_json
 from harness.emulator.config import EmulatorConfig, HttpFault
 from harness.emulator.pool import EJob, Endpoint, WorkerLauncher
 from harness.emulator.workerapi import WORKER_ROUTES, worker_routes
@@ -54,14 +55,10 @@ def _job(request: Request) -> EJob | JSONResponse:
 
 
 async def _body(request: Request, limit: int) -> dict[str, Any] | JSONResponse:
-    raw = await request.body()
-    if len(raw) > limit:
-        return _err(413, f"payload of {len(raw)} bytes is over the {limit}-byte limit")
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return _err(400, "body is not valid JSON")
-    if not isinstance(data, dict) or "input" not in data:
+    data = await read_json(request, limit)
+    if isinstance(data, JSONResponse):
+        return data
+    if "input" not in data:
         return _err(400, "body must be an object with an 'input' field")
     if not isinstance(data.get("policy", {}), dict):
         return _err(400, "'policy' must be an object")
@@ -149,7 +146,7 @@ async def openai_passthrough(request: Request) -> Response:
     if request.method == "GET":
         body: dict[str, Any] = {}
     else:
-        data = await _body_json(request)
+        data = await read_json(request, ep.config.max_run_bytes)
         if isinstance(data, JSONResponse):
             return data
         body = data
@@ -188,14 +185,6 @@ def _openai_error(job: EJob) -> JSONResponse:
     body = _openai_error_body(job)
     code = body["error"]["code"]
     return JSONResponse(body, status_code=code if isinstance(code, int) and 400 <= code < 600 else 500)
-
-
-async def _body_json(request: Request) -> dict[str, Any] | JSONResponse:
-    try:
-        data = json.loads(await request.body())
-    except ValueError:
-        return _err(400, "body is not valid JSON")
-    return data if isinstance(data, dict) else _err(400, "body must be an object")
 
 
 async def introspect(request: Request) -> Response:

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.core.errors import ConfigError
+from harness.core.yamltext import parse_yaml_bytes
 from harness.emulator.engines import DEFAULT_TOKENS_PER_S, DEFAULT_TTFT_S
 
 __all__ = ["ColdStart", "EmulatorConfig", "HttpFault", "WorkerFaults", "describe", "load_config"]
@@ -169,13 +168,10 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
     else:
         path = Path(source)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read emulator config {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"emulator config {path} is not UTF-8 text (a binary file?)") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        loaded = parse_yaml_bytes(raw, f"emulator config {path}")
         data = dict(loaded.get("emulator", loaded)) if isinstance(loaded, dict) else {}
     data.update(overrides)
     data.pop("description", None)

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-import yaml
 
 from harness.core.errors import ConfigError, StreamErrorEvent
 from harness.core.sse import SSEEvent, SSEParser
+from harness.core.yamltext import parse_yaml_bytes
 from harness.emulator.relay import UPSTREAM_HEADER
 
 __all__ = [
@@ -177,9 +177,10 @@ class ScriptedEngine:
 
 def _load_rules(path: Path) -> list[tuple[re.Pattern[str], str]]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read scripted fixtures {path}: {exc}") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read scripted fixtures {path}: {exc.strerror}") from None
+    data = parse_yaml_bytes(raw, f"scripted fixtures {path}")
     return _rules(data.get("responses") if isinstance(data, dict) else None, str(path))
 
 

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from harness.emulator.bodies import read_json
 from harness.emulator.engines import pieces
 
 __all__ = ["MODES", "MockConfig", "create_mock_openai"]
@@ -153,10 +154,9 @@ def create_mock_openai(config: MockConfig | None = None) -> Starlette:
         yield out("data: [DONE]\n\n")
 
     async def chat(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": {"message": "invalid JSON", "code": 400}}, status_code=400)
+        body = await read_json(request, openai=True)
+        if isinstance(body, JSONResponse):
+            return body
         model = str(body.get("model", "normal"))
         if model == "loading-503":
             return JSONResponse(

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from harness.emulator.bodies import read_json
 from harness.emulator.pool import EJob, Endpoint, EWorker
 
 __all__ = ["WORKER_ROUTES", "worker_routes"]
@@ -103,11 +104,8 @@ def _job(request: Request, w: EWorker) -> EJob | JSONResponse:
 
 
 async def _body(request: Request) -> dict[str, Any] | JSONResponse:
-    try:
-        data = json.loads(await request.body())  # JSON text, whatever the content type says (the SDK's way)
-    except ValueError:
-        return _err(400, "body is not JSON")
-    return data if isinstance(data, dict) else _err(400, "body must be a JSON object")
+    # JSON text, whatever the content type says (the SDK's way); a job's result may be as large as a /runsync reply
+    return await read_json(request, _endpoint(request).config.max_runsync_bytes)
 
 
 async def job_done(request: Request) -> Response:

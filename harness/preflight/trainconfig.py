@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.core.errors import ConfigError
+from harness.core.yamltext import parse_yaml_bytes
 from harness.preflight.trainingdata import METHODS
 
 __all__ = ["TrainConfig", "load_config"]
@@ -69,13 +68,10 @@ def load_config(path: Path) -> TrainConfig:
     if path.is_dir():
         raise ConfigError(f"{path} is a directory: give the training config file (YAML or JSON)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text (a binary file?)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    data = parse_yaml_bytes(raw, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     if unknown := sorted(set(data) - _KEYS):
