@@ -24,9 +24,9 @@ def parse_yaml(text: str, where: str, *, max_bytes: int = MAX_YAML_BYTES) -> Any
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
-        raise ConfigError(f"{where}: not valid YAML{mark}: {exc.problem or exc}") from None
+        raise ConfigError(f"{where}: invalid YAML{mark}: {exc.problem or exc}") from None
     except (yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError(f"{where}: not valid YAML: {type(exc).__name__}") from None
+        raise ConfigError(f"{where}: invalid YAML: {type(exc).__name__}") from None
     _expanded_size(data, where, {}, set())
     return data
 
