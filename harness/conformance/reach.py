@@ -13,7 +13,9 @@ all. What it finds is one of three things:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -47,23 +49,32 @@ def _down(exc: HarnessError) -> str:
     return f"the target is down or does not answer ({type(exc).__name__}: {first})"
 
 
-async def reach_openai(oa: OpenAIClient, model: str | None, timeout: float) -> Reach:
-    """GET /models: the model to use (``model``, which must be listed; else the first listed)."""
+async def _ask(work: Awaitable[Any], timeout: float, base_url: str, not_found: str, odd: Reach) -> Any:
+    """``work``'s answer, or the Reach it means: ConfigError for what the user must fix (a redirect, a refused key,
+    a 404: ``not_found``), ``down`` for a target that does not answer, ``odd`` for an answer that is not one."""
     try:
         with deadline(_quick(timeout)):
-            listed = await oa.models()
+            return await work
     except Redirected as exc:
         raise ConfigError(str(exc)) from None
     except StatusError as exc:
         if exc.status_code in (401, 403):
-            raise ConfigError(f"{oa.base_url}: HTTP {exc.status_code}: the API key is not accepted") from None
+            raise ConfigError(f"{base_url}: HTTP {exc.status_code}: the API key is not accepted") from None
         if exc.status_code == 404:
-            raise ConfigError(f"{oa.base_url}/models answers 404: is the base URL right (it ends in /v1)?") from None
+            raise ConfigError(not_found) from None
         return Reach(down=_down(exc))
     except (ConnectError, RequestTimeout) as exc:
         return Reach(down=_down(exc))
     except HarnessError:
-        return Reach(model=model)  # it answered, with something that is not a model list: the stages will say what
+        return odd  # it answered, with something that is not what was asked: the stages will say what
+
+
+async def reach_openai(oa: OpenAIClient, model: str | None, timeout: float) -> Reach:
+    """GET /models: the model to use (``model``, which must be listed; else the first listed)."""
+    not_found = f"{oa.base_url}/models answers 404: is the base URL right (it ends in /v1)?"
+    listed = await _ask(oa.models(), timeout, oa.base_url, not_found, Reach(model=model))
+    if isinstance(listed, Reach):
+        return listed
     if model is None:
         if not listed:
             raise ConfigError(f"{oa.base_url}/models lists no model: give --model")
@@ -76,24 +87,9 @@ async def reach_openai(oa: OpenAIClient, model: str | None, timeout: float) -> R
 
 async def reach_runpod(rp: RunPodClient, timeout: float) -> Reach:
     """GET /health: a key the platform refuses, or an endpoint it does not know, is the user's to fix."""
-    try:
-        with deadline(_quick(timeout)):
-            await rp.health(max_attempts=1)
-    except Redirected as exc:
-        raise ConfigError(str(exc)) from None
-    except StatusError as exc:
-        if exc.status_code in (401, 403):
-            raise ConfigError(f"{rp.base_url}: HTTP {exc.status_code}: the API key is not accepted") from None
-        if exc.status_code == 404:
-            raise ConfigError(
-                f"{rp.base_url}/{rp.endpoint_id}/health answers 404: unknown endpoint id, or a wrong base URL"
-            ) from None
-        return Reach(down=_down(exc))
-    except (ConnectError, RequestTimeout) as exc:
-        return Reach(down=_down(exc))
-    except HarnessError:
-        return Reach()  # it answered, with something that is not RunPod's /health: the stages will say what
-    return Reach()
+    not_found = f"{rp.base_url}/{rp.endpoint_id}/health answers 404: unknown endpoint id, or a wrong base URL"
+    answer = await _ask(rp.health(max_attempts=1), timeout, rp.base_url, not_found, Reach())
+    return answer if isinstance(answer, Reach) else Reach()
 
 
 async def reach_sdk_local(base_url: str, timeout: float) -> Reach:
