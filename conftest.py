@@ -23,12 +23,3 @@ def pytest_xdist_auto_num_workers(config: object) -> int:
     """``-n auto``: at least 4 workers. Most slow tests wait on timers (cold starts, timed locust runs), so on a
     2-core machine 4 workers overlap the waits: 135 s -> 103 s for the offline suite here (6 workers: 108 s)."""
     return max(4, os.cpu_count() or 1)
-
-
-def pytest_configure(config: object) -> None:
-    """Our own tests run our own reference answers (not a model's) through the sandboxed checks: where this machine
-    has no sandbox (no bubblewrap), they may run unisolated — the refusal path has tests of its own."""
-    from harness.conformance.isolation import OPT_IN_ENV, choose
-
-    if not choose().isolated:
-        os.environ.setdefault(OPT_IN_ENV, "1")

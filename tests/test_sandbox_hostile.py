@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -191,3 +192,71 @@ def test_the_container_sandbox_contains_the_same_python(
     )
     assert not left.stdout.split(), f"sandbox containers left: {left.stdout.split()}"
     assert isolation.image_has(SANDBOX_IMAGE, "python3")
+
+
+KERNEL = """
+import ctypes, os, platform
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {numbers!r}[platform.machine()]
+def call(what, *args):
+    got = libc.syscall(nr[what], *args)
+    print(what, "->", got, "errno", ctypes.get_errno())
+call("add_key", b"user", b"devai-planted-by-code", b"x", 1, ctypes.c_int(-4))  # KEY_SPEC_USER_KEYRING
+call("keyctl", 0, ctypes.c_int(-4), 0)  # KEYCTL_GET_KEYRING_ID of the user keyring
+print("unshare ->", libc.unshare(0x10000000 | 0x20000), "errno", ctypes.get_errno())  # NEWUSER | NEWNS
+written = 0
+try:
+    with open("/tmp/fill", "wb") as f:
+        while written < (1 << 30):
+            f.write(b"x" * (1 << 20)); f.flush(); written += 1 << 20
+except OSError as exc:
+    print("tmp full after", written >> 20, "MiB:", type(exc).__name__)
+"""
+
+
+@pytest.mark.system
+def test_the_kernel_keyring_namespaces_and_tmp_are_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seccomp filter refuses the keyring and nested namespaces (EPERM = 1); /tmp inside is a sized tmpfs."""
+    bwrap_or_skip()
+    from harness.conformance import seccomp
+
+    if not seccomp.supported():
+        pytest.skip(f"no seccomp table for {os.uname().machine}")
+    numbers = {
+        m: {k: v[i] for k, v in seccomp.CALLS.items() if k in ("add_key", "keyctl")}
+        for i, m in enumerate(("x86_64", "aarch64"))
+    }
+    monkeypatch.setenv("RUNPOD_API_KEY", SECRET)
+    result = sandbox.run_pytest(
+        "", f"def test_k():\n    exec(compile(CODE, 'k', 'exec'), {{}})\nCODE = {KERNEL.format(numbers=numbers)!r}\n"
+    )
+    out = result.output
+    assert "add_key -> -1 errno 1" in out and "keyctl -> -1 errno 1" in out, out[-2000:]
+    assert "unshare -> -1 errno 1" in out, out[-2000:]
+    assert "tmp full after" in out and int(out.split("tmp full after")[1].split()[0]) <= 64, out[-2000:]
+
+
+@pytest.mark.system
+def test_an_interpreter_under_tmp_is_visible_inside(tmp_path: Path) -> None:
+    """A venv under /tmp (a common CI layout) was hidden by the sandbox's own /tmp: every run failed to start."""
+    bwrap_or_skip()
+    venv = Path(tempfile.mkdtemp(prefix="devai-venv-", dir="/tmp"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+        work = tmp_path / "w"
+        work.mkdir()
+        work.chmod(0o777)
+        (work / "x.py").write_text("import sys; print('ran in', sys.prefix)\n")
+        cmd = [str(venv / "bin" / "python")]
+        code = "from harness.conformance.isolation import choose, run_isolated; from pathlib import Path; "
+        code += f"o = run_isolated(choose(), Path({str(work)!r}), 'python', ['x.py'], timeout=30); "
+        code += "print(o.returncode, o.output)"
+        proc = subprocess.run(
+            [cmd[0], "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+        )
+        assert proc.stdout.strip() == str(venv)
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.pathsep.join(p for p in sys.path if p)}
+        ran = subprocess.run([cmd[0], "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert ran.returncode == 0 and ran.stdout.startswith("0 ") and "ran in" in ran.stdout, ran.stdout + ran.stderr
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 * ``bubblewrap`` (preferred): new mount, network, PID, IPC and UTS namespaces (and a user namespace when we are not
   root); the system directories and the Python installation read-only; the case's folder the only writable place;
-  no home directory, no host files beyond those binds, no network at all (not even the host's loopback).
+  no home directory, no host files beyond those binds, no network at all (not even the host's loopback); a
+  size-limited /tmp of its own (mounted first, so an interpreter or venv under the host's /tmp stays visible); the
+  seccomp filter of :mod:`harness.conformance.seccomp` (no keyring, no nested namespaces, no mounts, ptrace, bpf...).
 * ``container``: ``docker create`` then ``docker start --attach`` with ``--network none``, a read-only root, the
   case's folder mounted, memory, CPU and process limits, as an unprivileged user, the same rlimits set inside by
   our launcher on the image's python3 — in an image the user names (``DEVAI_SANDBOX_IMAGE``) that has python3
@@ -31,6 +33,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.conformance import seccomp
+
 __all__ = ["OPT_IN_ENV", "TIMEOUT_ENV", "Isolation", "RunOutcome", "choose", "image_has", "opted_in", "run_isolated"]
 
 OPT_IN_ENV = "DEVAI_UNSAFE_RUN_MODEL_CODE"
@@ -39,7 +43,7 @@ IMAGE_ENV = "DEVAI_SANDBOX_IMAGE"
 NOBODY = 65534
 INSIDE = "/devai-work"  # where the case's folder appears in a sandbox (not /work: the host may live there)
 MAX_OUTPUT = 64 * 1024  # what a report may receive from one run
-LIMITS = {"as_bytes": 2 << 30, "file_bytes": 16 << 20, "files": 256, "processes": 64}
+LIMITS = {"as_bytes": 2 << 30, "file_bytes": 16 << 20, "files": 256, "processes": 64, "tmp_bytes": 64 << 20}
 
 # Runs inside the sandbox: limits, then (as root) the unprivileged user, then the command.
 _LAUNCHER = r"""
@@ -127,7 +131,7 @@ def _binds() -> list[str]:
     # Of /etc only what runtimes read (libraries, OpenSSL's config for node): no passwd, no host config.
     for path in ("/bin", "/lib", "/lib64", "/lib32", "/sbin", "/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl"):
         args += ["--ro-bind-try", path, path]
-    made: set[str] = set()
+    made: set[str] = {"/tmp"}  # the sized tmpfs, mounted first, so a prefix under /tmp stays visible
     for prefix in sorted({sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent)}):
         if prefix.startswith("/usr"):
             continue
@@ -139,14 +143,17 @@ def _binds() -> list[str]:
     return args
 
 
-def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, memory: bool) -> list[str]:
+def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, memory: bool, seccomp_fd: int | None) -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
     root = os.getuid() == 0
     spaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not root:
         spaces.insert(0, "--unshare-user")
-    sandbox = [bwrap, *_binds(), "--bind", str(work), INSIDE, "--chdir", INSIDE, "--perms", "1777", "--tmpfs", "/tmp"]
+    tmp = ["--perms", "1777", "--size", str(LIMITS["tmp_bytes"]), "--tmpfs", "/tmp"]
+    sandbox = [bwrap, *tmp, *_binds(), "--bind", str(work), INSIDE, "--chdir", INSIDE]
     sandbox += ["--proc", "/proc", "--dev", "/dev", *spaces, "--die-with-parent", "--new-session", "--clearenv"]
+    if seccomp_fd is not None:
+        sandbox += ["--seccomp", str(seccomp_fd)]
     for key, value in _ENV.items():
         sandbox += ["--setenv", key, value]
     processes = LIMITS["processes"] if root else _my_processes() + LIMITS["processes"]
@@ -220,8 +227,9 @@ def run_isolated(
     cpu_s = int(timeout) + 1
     argv = [_program(isolation, program), *args]
     name = f"devai-sandbox-{uuid.uuid4().hex[:12]}"
+    seccomp_fd = _seccomp_fd() if isolation.kind == "bubblewrap" else None
     if isolation.kind == "bubblewrap":
-        cmd = _bwrap_argv(work, argv, cpu_s, memory_limit)
+        cmd = _bwrap_argv(work, argv, cpu_s, memory_limit, seccomp_fd)
     elif isolation.kind == "container":
         # Created first (seconds on a copying storage driver, not the code's time), then started and attached:
         # a run killed at its limit always leaves a container that exists, so removing it by name works.
@@ -232,7 +240,9 @@ def run_isolated(
         cmd = ["docker", "start", "--attach", name]
     else:
         cmd = argv
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, contextlib.ExitStack() as stack:
+        if seccomp_fd is not None:
+            stack.callback(os.close, seccomp_fd)
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -241,6 +251,7 @@ def run_isolated(
             cwd=work,
             env=_ENV if isolation.kind == "none" else None,
             start_new_session=True,
+            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
         )
         try:
             code: int | None = proc.wait(timeout)
@@ -253,6 +264,16 @@ def run_isolated(
     if size > MAX_OUTPUT:
         text = f"[... {size - MAX_OUTPUT} bytes of output left out]\n" + text
     return RunOutcome(code, text, timeout)
+
+
+def _seccomp_fd() -> int | None:
+    """The filter in an anonymous file bubblewrap reads at start (None where the architecture has no table)."""
+    if not seccomp.supported():
+        return None
+    fd = os.memfd_create("devai-seccomp", 0)
+    os.write(fd, seccomp.filter_program())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _kill(proc: subprocess.Popen[bytes], container: str | None) -> None:

@@ -28,7 +28,8 @@ __all__ = ["SandboxResult", "check_javascript", "run_javascript", "run_pytest", 
 _GUARD = """
 import sys
 def _no_network(event, args):
-    if event in ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "os.system", "os.fork"):
+    if event in ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "os.system", "os.fork", "os.forkpty",
+                 "os.exec", "os.posix_spawn", "os.spawn"):
         raise PermissionError(f"sandbox: {event} is not allowed")
 sys.addaudithook(_no_network)
 """
@@ -97,11 +98,21 @@ def _scrub(text: str) -> str:
 def _run(root: Path, program: str, args: list[str], timeout: float, *, memory_limit: bool = True) -> SandboxResult:
     outcome = run_isolated(choose(), root, program, args, timeout=timeout, memory_limit=memory_limit)
     output = _scrub(outcome.output)
+    if outcome.returncode not in (0, None) and output.lstrip().startswith(_LAUNCH_FAILURES):
+        # Our launcher failed before the code existed: the harness's fault, never the answer's.
+        return SandboxResult(False, output, skipped=f"the sandbox could not start {program}: {_first(output)}")
     if outcome.returncode is None:
         return SandboxResult(False, output + f"\n(killed after {outcome.limit_s:g} s)", timed_out=True)
     if outcome.returncode in (137, -9):  # SIGKILL we did not send: the container's memory limit, most often
         output += "\n(killed by SIGKILL: over the sandbox's memory or process limits)"
     return SandboxResult(outcome.returncode == 0, output)
+
+
+_LAUNCH_FAILURES = ("bwrap:", "setpriv:", "prlimit:")
+
+
+def _first(text: str) -> str:
+    return next((line.strip()[:300] for line in text.splitlines() if line.strip()), "")
 
 
 def run_pytest(code: str, tests: str, *, timeout: float = 30.0) -> SandboxResult:
@@ -132,7 +143,7 @@ def check_javascript(code: str, *, timeout: float = 30.0) -> SandboxResult:
         return SandboxResult(False, "", skipped=why)
     with _folder() as root:
         (root / "main.js").write_text(code, encoding="utf-8")
-        return _run(root, "node", ["--check", "main.js"], timeout, memory_limit=False)
+        return _run(root, "node", ["--check", "main.js"], timeout)
 
 
 def run_javascript(code: str, tests: str, *, timeout: float = 30.0) -> SandboxResult:
@@ -142,4 +153,4 @@ def run_javascript(code: str, tests: str, *, timeout: float = 30.0) -> SandboxRe
     with _folder() as root:
         (root / "main.js").write_text(code + "\n;\n" + tests, encoding="utf-8")
         flags = ["--disallow-code-generation-from-strings", "--max-old-space-size=512"]
-        return _run(root, "node", [*flags, "main.js"], timeout, memory_limit=False)
+        return _run(root, "node", [*flags, "main.js"], timeout)
