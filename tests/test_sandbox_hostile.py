@@ -247,16 +247,16 @@ def test_an_interpreter_under_tmp_is_visible_inside(tmp_path: Path) -> None:
         work.mkdir()
         work.chmod(0o777)
         (work / "x.py").write_text("import sys; print('ran in', sys.prefix)\n")
-        cmd = [str(venv / "bin" / "python")]
+        python = str(venv / "bin" / "python")
         code = "from harness.conformance.isolation import choose, run_isolated; from pathlib import Path; "
         code += f"o = run_isolated(choose(), Path({str(work)!r}), 'python', ['x.py'], timeout=30); "
         code += "print(o.returncode, o.output)"
         proc = subprocess.run(
-            [cmd[0], "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+            [python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
         )
         assert proc.stdout.strip() == str(venv)
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.pathsep.join(p for p in sys.path if p)}
-        ran = subprocess.run([cmd[0], "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
+        ran = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
         assert ran.returncode == 0 and ran.stdout.startswith("0 ") and "ran in" in ran.stdout, ran.stdout + ran.stderr
     finally:
         shutil.rmtree(venv, ignore_errors=True)

@@ -50,11 +50,9 @@ _LAUNCHER = r"""
 import os, resource, sys
 cpu, as_bytes, file_bytes, files, processes, drop = (int(x) for x in sys.argv[1:7])
 argv = sys.argv[8:]
-for what, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_FSIZE, file_bytes),
+for what, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, as_bytes), (resource.RLIMIT_FSIZE, file_bytes),
                     (resource.RLIMIT_NOFILE, files), (resource.RLIMIT_NPROC, processes)):
     resource.setrlimit(what, (value, value))
-if as_bytes:
-    resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
 if drop and os.getuid() == 0:
     os.setgroups([]); os.setgid(drop); os.setuid(drop)
 os.execvp(argv[0], argv)
@@ -143,7 +141,7 @@ def _binds() -> list[str]:
     return args
 
 
-def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, memory: bool, seccomp_fd: int | None) -> list[str]:
+def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, seccomp_fd: int | None) -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
     root = os.getuid() == 0
     spaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -157,23 +155,23 @@ def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, memory: bool, seccomp_f
     for key, value in _ENV.items():
         sandbox += ["--setenv", key, value]
     processes = LIMITS["processes"] if root else _my_processes() + LIMITS["processes"]
-    return [*sandbox, "--", *_limited(argv, cpu_s, memory, processes, NOBODY if root else 0)]
+    return [*sandbox, "--", *_limited(argv, cpu_s, processes, NOBODY if root else 0)]
 
 
-def _limited(argv: list[str], cpu_s: int, memory: bool, processes: int, drop: int) -> list[str]:
+def _limited(argv: list[str], cpu_s: int, processes: int, drop: int) -> list[str]:
     """util-linux's prlimit and setpriv when there (an exec each: about a millisecond), else our Python launcher
     (an interpreter start more)."""
     prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
     if prlimit and setpriv:
         limits = [f"--cpu={cpu_s}", f"--fsize={LIMITS['file_bytes']}", f"--nofile={LIMITS['files']}"]
-        limits += [f"--nproc={processes}"] + ([f"--as={LIMITS['as_bytes']}"] if memory else [])
+        limits += [f"--nproc={processes}", f"--as={LIMITS['as_bytes']}"]
         user = [setpriv, f"--reuid={drop}", f"--regid={drop}", "--clear-groups", "--"] if drop else []
         return [prlimit, *limits, "--", *user, *argv]
-    numbers = [cpu_s, LIMITS["as_bytes"] if memory else 0, LIMITS["file_bytes"], LIMITS["files"], processes, drop]
+    numbers = [cpu_s, LIMITS["as_bytes"], LIMITS["file_bytes"], LIMITS["files"], processes, drop]
     return [sys.executable, "-I", "-S", "-c", _LAUNCHER, *map(str, numbers), "--", *argv]
 
 
-def _container_argv(image: str, work: Path, argv: list[str], cpu_s: int, name: str, memory: bool) -> list[str]:
+def _container_argv(image: str, work: Path, argv: list[str], cpu_s: int, name: str) -> list[str]:
     docker = shutil.which("docker") or "docker"
     run = [docker, "create", "--rm", "--name", name, "--network", "none", "--read-only", "--tmpfs", "/tmp"]
     run += ["--user", str(NOBODY)]
@@ -184,7 +182,7 @@ def _container_argv(image: str, work: Path, argv: list[str], cpu_s: int, name: s
             run += ["-e", f"{key}={value}"]
     # The same rlimits as under bubblewrap, set by our launcher on the image's python3: an allocation past the
     # address-space limit fails as MemoryError (and is reported) before the cgroup's OOM killer ends it silently.
-    numbers = [cpu_s, LIMITS["as_bytes"] // 2 if memory else 0, LIMITS["file_bytes"], LIMITS["files"]]
+    numbers = [cpu_s, LIMITS["as_bytes"] // 2, LIMITS["file_bytes"], LIMITS["files"]]
     numbers += [LIMITS["processes"], 0]
     launcher = ["python3", "-I", "-S", "-c", _LAUNCHER, *map(str, numbers), "--"]
     return [*run, image, *launcher, *argv]
@@ -217,32 +215,34 @@ def _program(isolation: Isolation, program: str) -> str:
     return sys.executable if program == "python" else (shutil.which("node") or "node")
 
 
-def run_isolated(
-    isolation: Isolation, work: Path, program: str, args: list[str], *, timeout: float, memory_limit: bool = True
-) -> RunOutcome:
-    """Run ``program`` (python | node) with ``args`` (paths relative to the work folder) under ``isolation``;
-    ``memory_limit`` False for runtimes that reserve large address space up front (node caps its heap itself)."""
+def run_isolated(isolation: Isolation, work: Path, program: str, args: list[str], *, timeout: float) -> RunOutcome:
+    """Run ``program`` (python | node) with ``args`` (paths relative to the work folder) under ``isolation``."""
     with contextlib.suppress(ValueError):
         timeout = min(timeout, float(os.environ.get(TIMEOUT_ENV) or timeout))
     cpu_s = int(timeout) + 1
     argv = [_program(isolation, program), *args]
+    with contextlib.ExitStack() as stack:
+        seccomp_fd = _seccomp_fd(stack) if isolation.kind == "bubblewrap" else None
+        return _start(isolation, work, argv, cpu_s, timeout, seccomp_fd)
+
+
+def _start(
+    isolation: Isolation, work: Path, argv: list[str], cpu_s: int, timeout: float, seccomp_fd: int | None
+) -> RunOutcome:
     name = f"devai-sandbox-{uuid.uuid4().hex[:12]}"
-    seccomp_fd = _seccomp_fd() if isolation.kind == "bubblewrap" else None
     if isolation.kind == "bubblewrap":
-        cmd = _bwrap_argv(work, argv, cpu_s, memory_limit, seccomp_fd)
+        cmd = _bwrap_argv(work, argv, cpu_s, seccomp_fd)
     elif isolation.kind == "container":
         # Created first (seconds on a copying storage driver, not the code's time), then started and attached:
         # a run killed at its limit always leaves a container that exists, so removing it by name works.
-        create = _container_argv(isolation.detail.removeprefix("docker image "), work, argv, cpu_s, name, memory_limit)
+        create = _container_argv(isolation.detail.removeprefix("docker image "), work, argv, cpu_s, name)
         made = subprocess.run(create, capture_output=True, text=True, timeout=600, check=False)
         if made.returncode != 0:
             return RunOutcome(125, f"the sandbox container could not be created: {made.stderr.strip()[-500:]}", timeout)
         cmd = ["docker", "start", "--attach", name]
     else:
         cmd = argv
-    with tempfile.TemporaryFile() as out, contextlib.ExitStack() as stack:
-        if seccomp_fd is not None:
-            stack.callback(os.close, seccomp_fd)
+    with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -266,14 +266,19 @@ def run_isolated(
     return RunOutcome(code, text, timeout)
 
 
-def _seccomp_fd() -> int | None:
-    """The filter in an anonymous file bubblewrap reads at start (None where the architecture has no table)."""
+def _seccomp_fd(stack: contextlib.ExitStack) -> int | None:
+    """The filter in an anonymous file bubblewrap reads at start, closed with ``stack`` (None where the architecture
+    has no table)."""
     if not seccomp.supported():
         return None
     fd = os.memfd_create("devai-seccomp", 0)
-    os.write(fd, seccomp.filter_program())
+    stack.callback(os.close, fd)
+    os.write(fd, _FILTER())
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+
+_FILTER = functools.cache(seccomp.filter_program)  # the same program for every run: assembled once
 
 
 def _kill(proc: subprocess.Popen[bytes], container: str | None) -> None:

@@ -95,8 +95,8 @@ def _scrub(text: str) -> str:
     return _KEYLIKE.sub("***", Redactor(*_known_secrets())(text))
 
 
-def _run(root: Path, program: str, args: list[str], timeout: float, *, memory_limit: bool = True) -> SandboxResult:
-    outcome = run_isolated(choose(), root, program, args, timeout=timeout, memory_limit=memory_limit)
+def _run(root: Path, program: str, args: list[str], timeout: float) -> SandboxResult:
+    outcome = run_isolated(choose(), root, program, args, timeout=timeout)
     output = _scrub(outcome.output)
     if outcome.returncode not in (0, None) and output.lstrip().startswith(_LAUNCH_FAILURES):
         # Our launcher failed before the code existed: the harness's fault, never the answer's.
