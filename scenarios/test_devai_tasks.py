@@ -7,6 +7,7 @@ emulator, runpod (live), openai (an OpenAI-compatible server: --openai-base-url,
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from harness.conformance.tasks import (
     Answer,
     TaskCase,
     grade,
+    isolation_of,
     load_cases,
     native_input,
     openai_input,
@@ -36,15 +38,27 @@ pytestmark = [
 ]
 
 
-def run_checks(case: TaskCase, answer: Answer, row: ResultRow) -> list[str]:
-    row.checks.update(grade(answer, case))
+@pytest.fixture
+def harness_errors() -> Iterator[list[str]]:
+    """What of ours failed while checking: raised at teardown, so pytest (and JUnit) report an ERROR, not a FAIL."""
+    errors: list[str] = []
+    yield errors
+    if errors:
+        raise HarnessError("the harness could not check this answer: " + "; ".join(errors))
+
+
+def run_checks(case: TaskCase, answer: Answer, row: ResultRow, errors: list[str]) -> list[str]:
+    runs: list = []
+    row.checks.update(grade(answer, case, runs))
+    row.isolation = isolation_of(runs)
+    errors += [f"{name}: {v[7:]}" for name, v in row.checks.items() if v.startswith("error: ")]
     return [f"{name}: {v[6:]}" for name, v in row.checks.items() if v.startswith("fail: ")]
 
 
 @pytest.mark.parametrize("form", ["native", "openai-route"])
 @pytest.mark.parametrize("case", CASES, ids=[c.test_id for c in CASES])
 async def test_task_via_runpod(
-    case: TaskCase, form: str, runpod_client: RunPodClient, harness_results: Results
+    case: TaskCase, form: str, runpod_client: RunPodClient, harness_results: Results, harness_errors: list[str]
 ) -> None:
     payload = native_input(case) if form == "native" else openai_input(case, MODEL)
     row = ResultRow(test=f"{case.test_id}[{form}]", task=case.task, case=case.id, form=form)
@@ -60,13 +74,15 @@ async def test_task_via_runpod(
     row.output_tokens = got.usage.output_tokens if got.usage else None
     row.shape = got.shape
     row.checks["answer"] = "pass"
-    failures = run_checks(case, Answer(got.text, got.finish_reason or "stop", got.usage), row)
+    failures = run_checks(case, Answer(got.text, got.finish_reason or "stop", got.usage), row, harness_errors)
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.live
 @pytest.mark.parametrize("case", CASES, ids=[c.test_id for c in CASES])
-async def test_task_via_openai(case: TaskCase, openai_target: OpenAITarget, harness_results: Results) -> None:
+async def test_task_via_openai(
+    case: TaskCase, openai_target: OpenAITarget, harness_results: Results, harness_errors: list[str]
+) -> None:
     row = ResultRow(test=f"{case.test_id}[openai]", task=case.task, case=case.id, form="openai")
     harness_results.rows.append(row)
     async with OpenAIClient(openai_target.base_url, openai_target.api_key) as oa:
@@ -78,5 +94,5 @@ async def test_task_via_openai(case: TaskCase, openai_target: OpenAITarget, harn
     row.output_tokens = c.timing.output_tokens
     row.shape = "openai-chat-chunks"
     row.checks["answer"] = "pass"
-    failures = run_checks(case, Answer(c.text, c.finish_reason, c.usage), row)
+    failures = run_checks(case, Answer(c.text, c.finish_reason, c.usage), row, harness_errors)
     assert not failures, "\n".join(failures)

@@ -72,6 +72,7 @@ def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "worker error: CUDA out of memory" in capsys.readouterr().out
 
 
+@pytest.mark.system  # the README's main job end to end (about 25 s on 2 cores): CI's system stage, not the offline one
 def test_check_main_job_on_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "fast.yaml"
     config.write_text(

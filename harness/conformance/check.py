@@ -286,8 +286,9 @@ def _suite_verdict(junit: Path, rc: int, log: Path) -> StageResult:
         reasons = Counter(r["message"] for r in rows).most_common(2)
         why = "; ".join(f"{n} x {m}" for m, n in reasons) if reasons else f"pytest exit {rc}"
         return StageResult("suite", NOT_CHECKED, f"{summary}: {why}", rows)
-    bad = counts["failure"] + counts["error"]
-    return StageResult("suite", FAIL if bad else PASS, summary, rows)
+    # A failure is the endpoint's; an error alone is ours (a sandbox that could not start...): never its FAIL.
+    verdict = FAIL if counts["failure"] else ERROR if counts["error"] else PASS
+    return StageResult("suite", verdict, summary, rows)
 
 
 # --- the other stages ---------------------------------------------------------------------------

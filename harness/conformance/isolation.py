@@ -1,29 +1,35 @@
 """Where model-written code runs: a real sandbox, chosen once per process.
 
 * ``bubblewrap`` (preferred): new mount, network, PID, IPC and UTS namespaces (and a user namespace when we are not
-  root); the system directories and the Python installation read-only; the case's folder the only writable place;
-  no home directory, no host files beyond those binds, no network at all (not even the host's loopback); a
-  size-limited /tmp of its own (mounted first, so an interpreter or venv under the host's /tmp stays visible); the
-  seccomp filter of :mod:`harness.conformance.seccomp` (no keyring, no nested namespaces, no mounts, ptrace, bpf...).
-* ``container``: ``docker create`` then ``docker start --attach`` with ``--network none``, a read-only root, the
-  case's folder mounted, memory, CPU and process limits, as an unprivileged user, the same rlimits set inside by
-  our launcher on the image's python3 — in an image the user names (``DEVAI_SANDBOX_IMAGE``) that has python3
-  with pytest (and node for JavaScript). Creating is not counted in the code's time limit.
+  root); the system directories and the Python installation read-only; the case's folder a sized tmpfs of its own
+  with our files bound read-only into it; no home directory, no host files beyond those binds, no network at all
+  (not even the host's loopback); a sized /tmp of its own (mounted first, so an interpreter or venv under the host's
+  /tmp stays visible); the seccomp filter of :mod:`harness.conformance.seccomp` (no keyring, no nested namespaces,
+  no mounts, ptrace, bpf...); and, when we are root, a cgroup per case (:mod:`harness.conformance.cgroups`) that
+  bounds the memory and processes of the case as a whole.
+* ``container``: ``docker create`` then ``docker start --attach --interactive`` with ``--network none``, a read-only
+  root, the same sized /tmp and case folder, memory (swap included), CPU and process limits for the container, as an
+  unprivileged user with every capability dropped, under Docker's default seccomp profile, the same rlimits set
+  inside by our launcher on the image's python3 — in an image the user names (``DEVAI_SANDBOX_IMAGE``) that has
+  python3 with pytest (and node for JavaScript). Creating is not counted in the code's time limit.
 * ``none``: no isolation. Model-written code is then NOT run unless the user opts in (``--unsafe-run-model-code``,
   or ``DEVAI_UNSAFE_RUN_MODEL_CODE=1``): the checks that need it say NOT CHECKED and why.
 
 Inside bubblewrap, util-linux's ``prlimit`` and ``setpriv`` (or, without them, a small Python launcher) set resource
 limits — address space, CPU seconds, file size, open files, processes — and, when we are root, drop to the
 unprivileged ``nobody`` user (so the process limit counts that user's processes, not root's, for whom the kernel
-enforces none) before the command runs. On a timeout the whole process group (the sandbox's PID namespace with it)
-is killed. What the code prints goes to a file its own file-size limit caps; the caller reads a bounded tail.
+enforces none) before the command runs. On a timeout, or when we are interrupted, the whole process group (the
+sandbox's PID namespace with it) is killed. The first line of the run's stdin is the nonce our runner reports with.
+What the code prints goes to a file its own file-size limit caps; the caller reads a bounded tail.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -32,10 +38,21 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from harness.conformance import seccomp
+from harness.conformance import cgroups, runners, seccomp
 
-__all__ = ["OPT_IN_ENV", "TIMEOUT_ENV", "Isolation", "RunOutcome", "choose", "image_has", "opted_in", "run_isolated"]
+__all__ = [
+    "OPT_IN_ENV",
+    "TIMEOUT_ENV",
+    "Isolation",
+    "RunOutcome",
+    "choose",
+    "image_has",
+    "limits_text",
+    "opted_in",
+    "run_isolated",
+]
 
 OPT_IN_ENV = "DEVAI_UNSAFE_RUN_MODEL_CODE"
 TIMEOUT_ENV = "DEVAI_SANDBOX_TIMEOUT"  # caps every run's time limit (the plugin's --sandbox-timeout)
@@ -55,6 +72,7 @@ for what, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, as_bytes), 
     resource.setrlimit(what, (value, value))
 if drop and os.getuid() == 0:
     os.setgroups([]); os.setgid(drop); os.setuid(drop)
+os.chdir(os.environ.get("HOME") or ".")  # the case's folder (docker's -w would undo its tmpfs's mode)
 os.execvp(argv[0], argv)
 """
 
@@ -69,14 +87,22 @@ class Isolation:
         return self.kind != "none"
 
     def describe(self) -> str:
+        """What it is and what bounds each case: for the summary line and each run's row."""
+        if self.kind == "bubblewrap":
+            return f"{self.kind} ({self.detail}): {limits_text()}"
+        if self.kind == "container":
+            return f"{self.kind} ({self.detail}): {_CONTAINER_LIMITS}"
         return f"{self.kind} ({self.detail})"
 
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     returncode: int | None  # None: killed at the time limit
-    output: str  # a bounded tail of stdout and stderr together
+    output: str  # a bounded tail of stdout and stderr together, without our runner's marker lines
     limit_s: float  # the time limit it ran under
+    proof: runners.Proof | None = None  # what our runner reported (None: no nonce was given)
+    isolation: str = ""  # what bounded this run
+    oom_killed: bool = False  # the case's cgroup killed something of it for memory
 
 
 def _bwrap_works(bwrap: str) -> str | None:
@@ -148,7 +174,7 @@ def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, seccomp_fd: int | None)
     if not root:
         spaces.insert(0, "--unshare-user")
     tmp = ["--perms", "1777", "--size", str(LIMITS["tmp_bytes"]), "--tmpfs", "/tmp"]
-    sandbox = [bwrap, *tmp, *_binds(), "--bind", str(work), INSIDE, "--chdir", INSIDE]
+    sandbox = [bwrap, *tmp, *_binds(), *_case_folder(work), "--chdir", INSIDE]
     sandbox += ["--proc", "/proc", "--dev", "/dev", *spaces, "--die-with-parent", "--new-session", "--clearenv"]
     if seccomp_fd is not None:
         sandbox += ["--seccomp", str(seccomp_fd)]
@@ -156,6 +182,15 @@ def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, seccomp_fd: int | None)
         sandbox += ["--setenv", key, value]
     processes = LIMITS["processes"] if root else _my_processes() + LIMITS["processes"]
     return [*sandbox, "--", *_limited(argv, cpu_s, processes, NOBODY if root else 0)]
+
+
+def _case_folder(work: Path) -> list[str]:
+    """A sized tmpfs (its pages count in the case's cgroup; it vanishes with the sandbox, so no tree the code makes
+    is left to remove) with our files bound read-only into it: the code cannot rewrite its own tests."""
+    args = ["--size", str(LIMITS["tmp_bytes"]), "--perms", "1777", "--tmpfs", INSIDE]
+    for f in sorted(work.iterdir()):
+        args += ["--ro-bind", str(f), f"{INSIDE}/{f.name}"]
+    return args
 
 
 def _limited(argv: list[str], cpu_s: int, processes: int, drop: int) -> list[str]:
@@ -173,10 +208,13 @@ def _limited(argv: list[str], cpu_s: int, processes: int, drop: int) -> list[str
 
 def _container_argv(image: str, work: Path, argv: list[str], cpu_s: int, name: str) -> list[str]:
     docker = shutil.which("docker") or "docker"
-    run = [docker, "create", "--rm", "--name", name, "--network", "none", "--read-only", "--tmpfs", "/tmp"]
-    run += ["--user", str(NOBODY)]
-    run += ["--memory", "1g", "--pids-limit", str(LIMITS["processes"]), "--cpus", "1", "--ulimit", f"cpu={cpu_s}"]
-    run += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "-v", f"{work}:{INSIDE}", "-w", INSIDE]
+    tmpfs = f"size={LIMITS['tmp_bytes'] >> 20}m,mode=1777"
+    run = [docker, "create", "--rm", "--interactive", "--name", name, "--network", "none", "--read-only"]
+    run += ["--tmpfs", f"/tmp:{tmpfs}", "--tmpfs", f"{INSIDE}:{tmpfs},exec", "--user", str(NOBODY)]
+    run += ["--memory", "1g", "--memory-swap", "1g", "--pids-limit", str(LIMITS["processes"]), "--cpus", "1"]
+    run += ["--ulimit", f"cpu={cpu_s}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    for f in sorted(work.iterdir()):
+        run += ["-v", f"{f}:{INSIDE}/{f.name}:ro"]
     for key, value in _ENV.items():
         if key != "PATH":  # the image's own PATH finds its python3 and node
             run += ["-e", f"{key}={value}"]
@@ -215,55 +253,110 @@ def _program(isolation: Isolation, program: str) -> str:
     return sys.executable if program == "python" else (shutil.which("node") or "node")
 
 
-def run_isolated(isolation: Isolation, work: Path, program: str, args: list[str], *, timeout: float) -> RunOutcome:
-    """Run ``program`` (python | node) with ``args`` (paths relative to the work folder) under ``isolation``."""
+def run_isolated(
+    isolation: Isolation, work: Path, program: str, args: list[str], *, timeout: float, nonce: str | None = None
+) -> RunOutcome:
+    """Run ``program`` (python | node) with ``args`` (paths relative to the work folder) under ``isolation``;
+    ``nonce``, when given, is the first line of its stdin (see :mod:`harness.conformance.runners`)."""
     with contextlib.suppress(ValueError):
         timeout = min(timeout, float(os.environ.get(TIMEOUT_ENV) or timeout))
     cpu_s = int(timeout) + 1
     argv = [_program(isolation, program), *args]
     with contextlib.ExitStack() as stack:
-        seccomp_fd = _seccomp_fd(stack) if isolation.kind == "bubblewrap" else None
-        return _start(isolation, work, argv, cpu_s, timeout, seccomp_fd)
+        if isolation.kind != "bubblewrap":
+            return _start(isolation, work, argv, Run(cpu_s, timeout, nonce, None, None))
+        group = _case_group(stack)
+        run = Run(cpu_s, timeout, nonce, _seccomp_fd(stack), None if isinstance(group, str) else group)
+        outcome = _start(isolation, work, argv, run)
+        held = isolation.describe() if run.group is not None else f"bubblewrap: per-process limits only ({group})"
+        oom = run.group.oom_killed() if run.group is not None else 0
+        return dataclasses.replace(outcome, isolation=held, oom_killed=oom > 0)
 
 
-def _start(
-    isolation: Isolation, work: Path, argv: list[str], cpu_s: int, timeout: float, seccomp_fd: int | None
-) -> RunOutcome:
+@dataclass(frozen=True, slots=True)
+class Run:
+    cpu_s: int
+    timeout: float
+    nonce: str | None
+    seccomp_fd: int | None
+    group: cgroups.CaseGroup | None
+
+
+def _case_group(stack: contextlib.ExitStack) -> cgroups.CaseGroup | str:
+    found = cgroups.find()
+    if isinstance(found, str):
+        return found
+    group = cgroups.make(found, LIMITS["processes"])
+    if not isinstance(group, str):
+        stack.callback(group.close)
+    return group
+
+
+_CONTAINER_LIMITS = (
+    f"memory 1 GiB (swap included) and {LIMITS['processes']} processes per case; /tmp and folder "
+    f"{LIMITS['tmp_bytes'] >> 20} MiB each; no capabilities, Docker's default seccomp profile"
+)
+
+
+def limits_text() -> str:
+    """What bounds a case as a whole under bubblewrap, for reports."""
+    found = cgroups.find()
+    whole = found.describe(LIMITS["processes"]) if not isinstance(found, str) else f"per-process limits ({found})"
+    filtered = "seccomp filter" if seccomp.supported() else f"no seccomp table for {platform.machine()}"
+    return f"{whole}; /tmp and folder {LIMITS['tmp_bytes'] >> 20} MiB each; {filtered}"
+
+
+def _start(isolation: Isolation, work: Path, argv: list[str], run: Run) -> RunOutcome:
     name = f"devai-sandbox-{uuid.uuid4().hex[:12]}"
     if isolation.kind == "bubblewrap":
-        cmd = _bwrap_argv(work, argv, cpu_s, seccomp_fd)
+        cmd = _bwrap_argv(work, argv, run.cpu_s, run.seccomp_fd)
+        cmd = run.group.shim(cmd) if run.group is not None else cmd
     elif isolation.kind == "container":
         # Created first (seconds on a copying storage driver, not the code's time), then started and attached:
         # a run killed at its limit always leaves a container that exists, so removing it by name works.
-        create = _container_argv(isolation.detail.removeprefix("docker image "), work, argv, cpu_s, name)
+        create = _container_argv(isolation.detail.removeprefix("docker image "), work, argv, run.cpu_s, name)
         made = subprocess.run(create, capture_output=True, text=True, timeout=600, check=False)
         if made.returncode != 0:
-            return RunOutcome(125, f"the sandbox container could not be created: {made.stderr.strip()[-500:]}", timeout)
-        cmd = ["docker", "start", "--attach", name]
+            why = f"the sandbox container could not be created: {made.stderr.strip()[-500:]}"
+            return RunOutcome(125, why, run.timeout, isolation=isolation.describe())
+        cmd = ["docker", "start", "--attach", "--interactive", name]
     else:
         cmd = argv
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-            env=_ENV if isolation.kind == "none" else None,
-            start_new_session=True,
-            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
-        )
-        try:
-            code: int | None = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc, name if isolation.kind == "container" else None)
-            code = None
+        code = _wait(cmd, work, out, run, name if isolation.kind == "container" else None, isolation.kind == "none")
+        proof = runners.read_proof(out, run.nonce) if run.nonce is not None else None
         size = out.seek(0, os.SEEK_END)
         out.seek(max(0, size - MAX_OUTPUT))
-        text = out.read().decode("utf-8", "replace")
+        text = runners.strip_markers(out.read().decode("utf-8", "replace"))
     if size > MAX_OUTPUT:
         text = f"[... {size - MAX_OUTPUT} bytes of output left out]\n" + text
-    return RunOutcome(code, text, timeout)
+    return RunOutcome(code, text, run.timeout, proof, isolation.describe())
+
+
+def _wait(cmd: list[str], work: Path, out: IO[bytes], run: Run, container: str | None, bare: bool) -> int | None:
+    """Start it, hand it the nonce, wait for it (killing it at its limit): its exit code, None when killed."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+        env=_ENV if bare else None,
+        start_new_session=True,
+        pass_fds=() if run.seccomp_fd is None else (run.seccomp_fd,),
+    )
+    try:
+        with contextlib.suppress(OSError):  # it may be gone before it read a byte
+            assert proc.stdin is not None
+            proc.stdin.write(f"{run.nonce or ''}\n".encode())
+            proc.stdin.close()
+        return proc.wait(run.timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc, container)
+        return None
+    except BaseException:  # Ctrl-C, or anything of ours: never leave the run behind
+        _kill(proc, container)
+        raise
 
 
 def _seccomp_fd(stack: contextlib.ExitStack) -> int | None:

@@ -18,11 +18,15 @@ class ResultRow:
     task: str
     case: str
     form: str
-    checks: dict[str, str] = field(default_factory=dict)  # check -> pass | fail: message | skip: reason
+    checks: dict[str, str] = field(default_factory=dict)  # check -> pass | fail: … | skip: … | error: …
     latency_ms: float | None = None
     output_tokens: int | None = None
     shape: str = "-"
     target: str = ""
+    isolation: str = ""  # what bounded the model-written code this row ran ("" when it ran none)
+
+
+_LABEL = {"fail": "FAIL", "skip": "skip", "error": "ERROR"}
 
 
 @dataclass(slots=True)
@@ -38,11 +42,7 @@ class Results:
         body = []
         for r in self.rows:
             kinds = [v.split(":")[0] for v in r.checks.values()]
-            odd = [
-                f"{'FAIL' if v.startswith('fail') else 'skip'} {k.removeprefix('check_')}"
-                for k, v in r.checks.items()
-                if not v.startswith("pass")
-            ]
+            odd = [f"{_LABEL[v.split(':')[0]]} {k.removeprefix('check_')}" for k, v in r.checks.items() if v != "pass"]
             body.append(
                 [
                     r.task,
@@ -67,6 +67,7 @@ class Results:
                         classname=f"{r.task}.{r.case}.{r.form}",
                         name=check,
                         failure=message if kind == "fail" else None,
+                        error=message if kind == "error" else None,
                         skipped=message if kind == "skip" else None,
                     )
                 )

@@ -4,6 +4,8 @@ Each run gets a fresh folder and runs under :mod:`harness.conformance.isolation`
 else nothing: then the code is not run unless the user opted in, and the check is skipped saying why — never
 silently run, never silently passed). Python runs isolated (-I) under pytest, with an audit hook refusing
 network and subprocesses as an inner layer; JavaScript runs under node (skipped, saying so, where there is none).
+Either runs under our runner (:mod:`harness.conformance.runners`), and a pass needs its report: an exit code
+alone proves nothing. A sandbox that could not start is the harness's error, never the answer's failure.
 What the code printed comes back bounded and with known secrets (our API keys' values) scrubbed: a hostile answer
 must not be able to carry a secret into a report.
 """
@@ -11,6 +13,7 @@ must not be able to carry a secret into a report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -20,19 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.conformance.isolation import NOBODY, OPT_IN_ENV, choose, image_has, opted_in, run_isolated
+from harness.conformance import cleanup, runners
+from harness.conformance.isolation import OPT_IN_ENV, RunOutcome, choose, image_has, opted_in, run_isolated
 from harness.core.wire import Redactor
 
 __all__ = ["SandboxResult", "check_javascript", "run_javascript", "run_pytest", "sandbox_in_use"]
 
-_GUARD = """
-import sys
-def _no_network(event, args):
-    if event in ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "os.system", "os.fork", "os.forkpty",
-                 "os.exec", "os.posix_spawn", "os.spawn"):
-        raise PermissionError(f"sandbox: {event} is not allowed")
-sys.addaudithook(_no_network)
-"""
 _SECRET_ENV = ("RUNPOD_API_KEY", "OPENAI_API_KEY", "RUNPOD_AI_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -41,7 +37,11 @@ class SandboxResult:
     ok: bool
     output: str
     timed_out: bool = False
-    skipped: str | None = None  # why it could not run at all
+    skipped: str | None = None  # why it could not run at all (no sandbox, no node): NOT CHECKED
+    reason: str = ""  # why it did not pass, in a few words
+    error: str | None = None  # the sandbox itself failed (it could not start): the harness's ERROR, not the code's
+    isolation: str = ""  # what bounded this run
+    left: str | None = None  # what its cleanup could not remove, and where
 
     @property
     def tail(self) -> str:
@@ -53,7 +53,7 @@ def sandbox_in_use() -> str:
     """What model-written code runs in here, for reports: "bubblewrap (bubblewrap 0.8.0)", or why nothing runs."""
     iso = choose()
     if iso.isolated:
-        return iso.describe()
+        return iso.describe()  # what bounds each case included
     if opted_in():
         return f"NO ISOLATION ({OPT_IN_ENV} set: model-written code runs as you): {iso.detail}"
     return f"none: model-written code is not run ({iso.detail}; --unsafe-run-model-code runs it anyway)"
@@ -70,12 +70,18 @@ def _refusal() -> str | None:
 
 
 @contextmanager
-def _folder() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="devai-sandbox-") as tmp:
-        root = Path(tmp)
-        if os.getuid() == 0 and choose().isolated:
-            os.chown(root, NOBODY, NOBODY)  # the code runs as nobody: its folder is the one place it may write
+def _folder(files: dict[str, str], left: list[str]) -> Iterator[Path]:
+    """A fresh folder with ``files`` (read-only inside the sandbox, which gives the code a sized tmpfs around
+    them); removed after, or what could not be removed is put in ``left``."""
+    root = Path(tempfile.mkdtemp(prefix="devai-sandbox-"))
+    try:
+        for name, text in files.items():
+            (root / name).write_text(text, encoding="utf-8")
+            (root / name).chmod(0o644)  # readable by nobody whatever the umask
         yield root
+    finally:
+        if (why := cleanup.remove(root)) is not None:
+            left.append(why)
 
 
 # Key-like strings of the services our users hold keys for: RunPod (rpa_...), OpenAI (sk-...), AWS access keys.
@@ -95,37 +101,53 @@ def _scrub(text: str) -> str:
     return _KEYLIKE.sub("***", Redactor(*_known_secrets())(text))
 
 
-def _run(root: Path, program: str, args: list[str], timeout: float) -> SandboxResult:
-    outcome = run_isolated(choose(), root, program, args, timeout=timeout)
-    output = _scrub(outcome.output)
-    if outcome.returncode not in (0, None) and output.lstrip().startswith(_LAUNCH_FAILURES):
-        # Our launcher failed before the code existed: the harness's fault, never the answer's.
-        return SandboxResult(False, output, skipped=f"the sandbox could not start {program}: {_first(output)}")
+def _run(root: Path, program: str, args: list[str], timeout: float, expected: set[str]) -> SandboxResult:
+    """Run model-written code through our runner: a pass needs the runner's own report (see runners)."""
+    nonce = runners.new_nonce()
+    outcome = run_isolated(choose(), root, program, args, timeout=timeout, nonce=nonce)
+    output, proof, held = _scrub(outcome.output), outcome.proof or runners.Proof(), outcome.isolation
+    if outcome.returncode is None and not proof.started:
+        why = f"the sandbox did not start {program} in {outcome.limit_s:g} s"
+        return SandboxResult(False, output, reason=why, error=why, isolation=held)
+    if not proof.started:  # our launcher or runner failed before the code existed: never the answer's fault
+        why = f"the sandbox could not start {program}: {_first(output) or f'exit {outcome.returncode}'}"
+        return SandboxResult(False, output, reason=why, error=why, isolation=held)
     if outcome.returncode is None:
-        return SandboxResult(False, output + f"\n(killed after {outcome.limit_s:g} s)", timed_out=True)
-    if outcome.returncode in (137, -9):  # SIGKILL we did not send: the container's memory limit, most often
-        output += "\n(killed by SIGKILL: over the sandbox's memory or process limits)"
-    return SandboxResult(outcome.returncode == 0, output)
+        why = f"killed after {outcome.limit_s:g} s"
+        return SandboxResult(False, output + f"\n({why})", timed_out=True, reason=why, isolation=held)
+    if proof.finished is None:
+        why = f"the run ended before reporting (exit {outcome.returncode}){_killed(outcome)}"
+        return SandboxResult(False, output + f"\n({why})", reason=why, isolation=held)
+    why = proof.passed(expected) or (f"exit {outcome.returncode}" if outcome.returncode != 0 else "")
+    return SandboxResult(not why, output, reason=why + _killed(outcome) if why else "", isolation=held)
 
 
-_LAUNCH_FAILURES = ("bwrap:", "setpriv:", "prlimit:")
+def _killed(outcome: RunOutcome) -> str:
+    if outcome.oom_killed:
+        return ": killed for memory, over the case's limit"
+    if outcome.returncode in (137, -9) and choose().kind == "container":  # the container's memory limit, mostly
+        return ": killed by SIGKILL, over the container's memory or process limits"
+    return ""
 
 
 def _first(text: str) -> str:
     return next((line.strip()[:300] for line in text.splitlines() if line.strip()), "")
 
 
+_PYTEST = ["-q", "-p", "no:cacheprovider", "-p", "no:locust", "-p", "no:devai_harness", "-o", "addopts="]
+_PYTEST += ["--capture=tee-sys"]  # what it printed reaches us even when it is killed at its time limit
+
+
 def run_pytest(code: str, tests: str, *, timeout: float = 30.0) -> SandboxResult:
     """``code`` as module ``solution``; ``tests`` run against it with ``from solution import *``."""
     if (why := _refusal()) is not None:
         return SandboxResult(False, "", skipped=why)
-    with _folder() as root:
-        (root / "solution.py").write_text(code, encoding="utf-8")
-        (root / "test_solution.py").write_text("from solution import *  # noqa\n" + tests, encoding="utf-8")
-        (root / "conftest.py").write_text(_GUARD, encoding="utf-8")
-        args = ["-I", "-u", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:locust", "-p", "no:devai_harness"]
-        args += ["--capture=tee-sys"]  # what it printed reaches us even when it is killed at its time limit
-        return _run(root, "python", [*args, "-o", "addopts=", "test_solution.py"], timeout)
+    files = {"solution.py": code, "test_solution.py": "from solution import *  # noqa\n" + tests}
+    left: list[str] = []
+    with _folder(files, left) as root:
+        args = ["-I", "-u", "-c", runners.PYTHON_BOOTSTRAP, *_PYTEST, "test_solution.py"]
+        result = _run(root, "python", args, timeout, runners.expected_tests(tests))
+    return dataclasses.replace(result, left="; ".join(left) or None)
 
 
 def _node(why_not: str | None) -> str | None:
@@ -138,19 +160,31 @@ def _node(why_not: str | None) -> str | None:
 
 
 def check_javascript(code: str, *, timeout: float = 30.0) -> SandboxResult:
-    """Syntax only (``node --check``): nothing is run."""
+    """Syntax only (``node --check``): nothing of the code runs, so its exit code can be trusted."""
     if (why := _node(_refusal())) is not None:
         return SandboxResult(False, "", skipped=why)
-    with _folder() as root:
-        (root / "main.js").write_text(code, encoding="utf-8")
-        return _run(root, "node", ["--check", "main.js"], timeout)
+    left: list[str] = []
+    with _folder({"main.js": code}, left) as root:
+        outcome = run_isolated(choose(), root, "node", ["--check", "main.js"], timeout=timeout)
+    output = _scrub(outcome.output)
+    if outcome.returncode not in (0, None) and output.lstrip().startswith(_LAUNCH_FAILURES):
+        why = f"the sandbox could not start node: {_first(output)}"
+        return SandboxResult(False, output, reason=why, error=why, isolation=outcome.isolation)
+    timed_out = outcome.returncode is None
+    why = "" if outcome.returncode == 0 else f"killed after {outcome.limit_s:g} s" if timed_out else "syntax error"
+    held, gone = outcome.isolation, "; ".join(left) or None
+    return SandboxResult(not why, output, timed_out, reason=why, isolation=held, left=gone)
+
+
+_LAUNCH_FAILURES = ("bwrap:", "setpriv:", "prlimit:")
 
 
 def run_javascript(code: str, tests: str, *, timeout: float = 30.0) -> SandboxResult:
-    """CommonJS ``code`` (exports via module.exports) followed by assert-based ``tests``."""
+    """CommonJS ``code`` (exports via module.exports) followed by assert-based ``tests``, required by our runner."""
     if (why := _node(_refusal())) is not None:
         return SandboxResult(False, "", skipped=why)
-    with _folder() as root:
-        (root / "main.js").write_text(code + "\n;\n" + tests, encoding="utf-8")
+    left: list[str] = []
+    with _folder({"main.js": code + "\n;\n" + tests, "runner.js": runners.NODE_RUNNER}, left) as root:
         flags = ["--disallow-code-generation-from-strings", "--max-old-space-size=512"]
-        return _run(root, "node", [*flags, "main.js"], timeout)
+        result = _run(root, "node", [*flags, "runner.js", "main.js"], timeout, set())
+    return dataclasses.replace(result, left="; ".join(left) or None)

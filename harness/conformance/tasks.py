@@ -8,6 +8,7 @@ tests/test_tasks.py: a good answer passes, a bad one fails.
 from __future__ import annotations
 
 import ast
+import contextvars
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +25,11 @@ __all__ = [
     "CHECKS",
     "TASKS",
     "Answer",
+    "CheckError",
     "CheckSkipped",
     "TaskCase",
     "grade",
+    "isolation_of",
     "load_cases",
     "messages_for",
     "native_input",
@@ -50,6 +53,10 @@ DEFAULT_MAX_TOKENS = 512  # well above worker-vllm's 100 and vLLM's 16 defaults 
 
 class CheckSkipped(Exception):
     """The check cannot run here (say why); never counted as a pass."""
+
+
+class CheckError(Exception):
+    """The harness itself failed while checking (the sandbox could not start): ERROR, never the answer's FAIL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,22 +173,38 @@ def _parse(code: str, language: str) -> None:
             raise Finding("code-does-not-parse", "the code does not parse", f"line {exc.lineno}: {exc.msg}") from None
         return
     if language == "javascript":
-        result = check_javascript(code)
+        result = _note(check_javascript(code))
         if result.skipped:
             raise CheckSkipped(f"cannot parse JavaScript: {result.skipped}")
+        if result.error:
+            raise CheckError(f"cannot parse JavaScript: {result.error}")
         if not result.ok:
             raise Finding("code-does-not-parse", "the code does not parse", result.tail)
         return
     raise CheckSkipped(f"no parser for {language} here (TypeScript needs tsc or node >= 22)")
 
 
+_RUNS: contextvars.ContextVar[list[SandboxResult] | None] = contextvars.ContextVar("sandbox_runs", default=None)
+
+
+def _note(result: SandboxResult) -> SandboxResult:
+    """Keep the run for the row being graded (what isolated it, what its cleanup left)."""
+    runs = _RUNS.get()
+    if runs is not None:
+        runs.append(result)
+    return result
+
+
 def _sandbox(result: SandboxResult, what: str) -> None:
+    _note(result)
     if result.skipped:
         raise CheckSkipped(f"{what}: {result.skipped}")
+    if result.error:
+        raise CheckError(f"{what}: {result.error}")
     if result.timed_out:
         raise Finding("sandbox-timeout", f"{what} did not finish in time", result.tail)
     if not result.ok:
-        raise Finding("tests-fail", f"{what} failed", result.tail)
+        raise Finding("tests-fail", f"{what} failed: {result.reason}", result.tail)
 
 
 def _run_case_test(code: str, case: TaskCase, what: str) -> None:
@@ -342,15 +365,29 @@ CHECKS: dict[str, list[Check]] = {
 }
 
 
-def grade(answer: Answer, case: TaskCase) -> dict[str, str]:
-    """Every check of the case's task: ``pass``, ``fail: <finding>`` or ``skip: <why>`` by check name."""
+def grade(answer: Answer, case: TaskCase, runs: list[SandboxResult] | None = None) -> dict[str, str]:
+    """Every check of the case's task: ``pass``, ``fail: <finding>``, ``skip: <why>`` or ``error: <what of ours
+    failed>`` by check name; the sandboxed runs it made are appended to ``runs``."""
     verdicts = {}
-    for check in CHECKS[case.task]:
-        try:
-            check(answer, case)
-            verdicts[check.__name__] = "pass"
-        except CheckSkipped as exc:
-            verdicts[check.__name__] = f"skip: {exc}"
-        except Finding as exc:
-            verdicts[check.__name__] = f"fail: {exc}"
+    token = _RUNS.set(runs)
+    try:
+        for check in CHECKS[case.task]:
+            try:
+                check(answer, case)
+                verdicts[check.__name__] = "pass"
+            except CheckSkipped as exc:
+                verdicts[check.__name__] = f"skip: {exc}"
+            except CheckError as exc:
+                verdicts[check.__name__] = f"error: {exc}"
+            except Finding as exc:
+                verdicts[check.__name__] = f"fail: {exc}"
+    finally:
+        _RUNS.reset(token)
     return verdicts
+
+
+def isolation_of(runs: list[SandboxResult]) -> str:
+    """What isolated a row's runs, and what their cleanup left ("" when nothing ran)."""
+    said = sorted({r.isolation for r in runs if r.isolation})
+    left = [r.left for r in runs if r.left]
+    return "; ".join(said + [f"left behind: {x}" for x in left])

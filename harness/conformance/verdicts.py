@@ -112,7 +112,7 @@ def target_row(
         passes=passes,
         pass_rate=wilson(passes, len(attempts)),
         errors=dict(Counter(a.error for a in attempts if a.error)),
-        skipped_checks=sum(v.startswith("skip") for a in attempts for v in a.checks.values()),
+        skipped_checks=sum(v.startswith(("skip", "error")) for a in attempts for v in a.checks.values()),
         answer_chars_p50=_p50([float(a.answer_chars) for a in answered if a.answer_chars is not None]),
         output_tokens_p50=_p50([float(a.output_tokens) for a in answered if a.output_tokens is not None]),
         input_tokens_p50=_p50([float(a.input_tokens) for a in answered if a.input_tokens is not None]),
