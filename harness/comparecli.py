@@ -72,9 +72,9 @@ def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[
     started: list[Comparison] = []
     try:
         run = asyncio.run(run_compare(contenders, cases, settings, run_dir, progress(not args.quiet), started.append))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # our Ctrl-C handler cancels the run's task
         if not started:
-            raise
+            raise KeyboardInterrupt from None
         run = started[0]  # Ctrl-C: the report of what was measured, then exit 130
         run.interrupted = True
     rows, pairs = summarize(run, prices)

@@ -16,9 +16,11 @@ Every attempt is appended to ``attempts.jsonl`` as it happens, so an interrupted
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -236,6 +238,7 @@ async def run_compare(
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.monotonic()
     _common_forms([_info(c) for c in contenders], settings.forms)  # bad input: before anything starts
+    ctrl_c = _CtrlC()
     try:
         await _prepare(contenders, cases, settings, show)
         infos = []
@@ -249,23 +252,59 @@ async def run_compare(
         on_start(run)
         journal = _Journal(run_dir / "attempts.jsonl")
         try:
-            await _warm_up(run, contenders, cases, journal, show)
+            await _warm_up(run, contenders, cases, journal, show, ctrl_c)
             if len(run.compared) >= 2:
-                await _measure(run, contenders, cases, journal, show)
+                await _measure(run, contenders, cases, journal, show, ctrl_c)
         except (KeyboardInterrupt, asyncio.CancelledError):
             run.interrupted = True
             show("interrupted: the report holds what was measured")
         finally:
             journal.close()
     finally:
+        ctrl_c.remove()
         for c in contenders:
             await c.close()
     run.seconds = time.monotonic() - t0
     return run
 
 
+class _CtrlC:
+    """Ctrl-C stops the run at the next attempt for certain: the task is cancelled at once, and because Python
+    3.11's ``asyncio.wait_for`` can swallow a cancellation (gh-86296), a flag is also checked between attempts.
+    A second Ctrl-C raises KeyboardInterrupt as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._installed = False
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread; Windows
+            self._loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+            self._installed = True
+
+    def _on_sigint(self) -> None:
+        self.requested = True
+        self.remove()  # the next Ctrl-C is Python's KeyboardInterrupt
+        if self._task is not None:
+            self._task.cancel()
+
+    def check(self) -> None:
+        if self.requested:
+            raise asyncio.CancelledError
+
+    def remove(self) -> None:
+        if self._installed:
+            self._installed = False
+            self._loop.remove_signal_handler(signal.SIGINT)
+
+
 async def _warm_up(
-    run: Comparison, contenders: Sequence[Contender], cases: Sequence[TaskCase], journal: _Journal, show: Progress
+    run: Comparison,
+    contenders: Sequence[Contender],
+    cases: Sequence[TaskCase],
+    journal: _Journal,
+    show: Progress,
+    ctrl_c: _CtrlC,
 ) -> None:
     """One request per target and form before measuring (the cold start, a lazy load): labelled, kept apart; a
     target whose warm-up fails is excluded."""
@@ -277,6 +316,7 @@ async def _warm_up(
             if info.excluded:
                 break
             show(f"{c.name}: warm-up ({form})")
+            ctrl_c.check()
             a = await _attempt(c, probe, form, 0, len(run.attempts), run.settings)
             a.warmup = True
             run.attempts.append(a)
@@ -287,7 +327,12 @@ async def _warm_up(
 
 
 async def _measure(
-    run: Comparison, contenders: Sequence[Contender], cases: Sequence[TaskCase], journal: _Journal, show: Progress
+    run: Comparison,
+    contenders: Sequence[Contender],
+    cases: Sequence[TaskCase],
+    journal: _Journal,
+    show: Progress,
+    ctrl_c: _CtrlC,
 ) -> None:
     s = run.settings
     rng = random.Random(s.seed)
@@ -302,6 +347,7 @@ async def _measure(
             info = by_name[c.name]
             if info.stopped:
                 continue
+            ctrl_c.check()
             a = await _attempt(c, case, form, repeat, len(run.attempts), s)
             run.attempts.append(a)
             journal.write(a)
