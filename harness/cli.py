@@ -295,13 +295,16 @@ def _cmd_worker_check(args: argparse.Namespace) -> int:
 
 def _cmd_train_check(args: argparse.Namespace) -> int:
     """Exit 0 only when nothing blocks the training run (READY); 1 when a check failed or could not run."""
+    from harness.preflight.datasource import Bounds
     from harness.preflight.traincheck import check_training, progress_to_stderr
 
+    bounds = Bounds(int(args.max_dataset_mb * (1 << 20)), int(args.max_rows), args.max_read_seconds)
     report = check_training(
         Path(args.config),
         allow_local_urls=args.allow_local_urls,
         timeout=args.timeout,
         progress=None if args.json else progress_to_stderr,
+        bounds=bounds,
     )
     print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
     return 0 if report.verdict == "READY" else 1
@@ -515,6 +518,11 @@ def _add_train_check(sub: Any) -> None:
         help="accept a dataset URL on loopback or a private network (a pod cannot reach one; for tests)",
     )
     p.add_argument("--timeout", type=_positive, default=10.0, help="seconds the dataset URL has to answer (10)")
+    p.add_argument("--max-dataset-mb", type=_positive, default=2048.0, help="MB of the dataset read at most (2048)")
+    p.add_argument("--max-rows", type=_positive, default=5_000_000, help="rows of the dataset read at most (5000000)")
+    p.add_argument(
+        "--max-read-seconds", type=_positive, default=600.0, help="seconds spent reading the dataset at most (600)"
+    )
     p.set_defaults(func=_cmd_train_check)
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from harness.cli import main
 from harness.preflight import traincheck
+from harness.preflight.datasource import Bounds
 from harness.preflight.traincheck import check_training
 from harness.preflight.trainscript import read_script
 from tests.realsystems import ROOT, docker_or_skip
@@ -62,6 +63,8 @@ def served() -> Iterator[Served]:
             time.sleep(delay)
             self.send_response(status)
             self.send_header("Content-Type", kind)
+            if 300 <= status < 400 and isinstance(body, bytes):  # a redirect: the body is where to
+                self.send_header("Location", body.decode())
             if isinstance(body, bytes):
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -184,6 +187,47 @@ def test_a_large_dataset_is_streamed_not_held(served: Served, tmp_path: Path, mo
     lengths = next(c for c in report.checks if c.name == "dataset token lengths")
     assert lengths.status == "warn" and f"{count} row(s) (100.0%) over max_seq_length 256" in lengths.summary
     assert "approximation: 4 characters per token" in lengths.summary
+
+
+def test_every_redirect_hop_is_judged_like_the_first_host(served: Served, tmp_path: Path) -> None:
+    metadata = served.add("/to-metadata", b"http://169.254.169.254/latest/meta-data/", status=302)
+    report = check_training(config(tmp_path, metadata), allow_local_urls=True, timeout=5)
+    source = next(c for c in report.checks if c.name == "dataset source")
+    assert source.status == "fail" and "redirected to 169.254.169.254" in source.summary, source.summary
+    assert "link-local" in source.summary and "not followed" in source.summary
+    ok = served.add("/hop", (served.url + "/sft.jsonl").encode(), status=301)
+    served.add("/sft.jsonl", SFT)
+    followed = check_training(config(tmp_path, ok), allow_local_urls=True, timeout=5)
+    assert "via 1 redirect" in followed.render() and statuses(followed)["dataset fits the method"] == "pass"
+    served.add("/loop", (served.url + "/loop").encode(), status=302)
+    looped = check_training(config(tmp_path, served.url + "/loop"), allow_local_urls=True, timeout=5)
+    assert "more than 5 redirects" in looped.render()
+
+
+def test_an_endless_dataset_is_read_within_its_bounds(served: Served, tmp_path: Path) -> None:
+    row = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            yield (row + "\n").encode() * 100
+
+    def one_line() -> Iterator[bytes]:
+        while True:
+            yield b"x" * 65536
+
+    url, line = served.add("/endless.jsonl", endless), served.add("/line.jsonl", one_line)
+    t0 = time.monotonic()
+    timed = check_training(config(tmp_path, url), allow_local_urls=True, bounds=Bounds(max_seconds=1.0))
+    assert "only part was checked: 1 s of reading (--max-read-seconds)" in timed.render()
+    assert time.monotonic() - t0 < 10
+    counted = check_training(config(tmp_path, url), allow_local_urls=True, bounds=Bounds(max_rows=500))
+    said = counted.render()
+    assert "the first 500 rows were read (--max-rows)" in said and "all 500 rows fit SFT" in said
+    sized = check_training(config(tmp_path, url), allow_local_urls=True, bounds=Bounds(max_bytes=1 << 20))
+    assert "the first 1 MB were read (--max-dataset-mb)" in sized.render()
+    long = check_training(config(tmp_path, line), allow_local_urls=True, bounds=Bounds(line_bytes=1 << 20))
+    content = next(c for c in long.checks if c.name == "dataset content")
+    assert content.status == "fail" and "a line longer than 1 MB" in content.summary
 
 
 def test_unreachable_sources_fail_with_the_reason(served: Served, tmp_path: Path) -> None:

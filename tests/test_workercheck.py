@@ -151,3 +151,21 @@ def test_container_target_without_docker_is_not_checked_with_the_reason() -> Non
     assert "no Docker engine" in report.checks[0].summary or "not installed" in report.checks[0].summary
     assert not report.ok  # nothing was checked: never a silent pass
     assert "NOT CHECKED" in report.render()
+
+
+def test_a_daemon_forked_at_import_is_killed_and_said() -> None:
+    report = run("forks_daemon_at_import.py", jobs=1)
+    check = next(c for c in report.checks if c.name == "processes left running")
+    assert check.status == "warn" and "1 process(es)" in check.summary and "killed" in check.summary
+    assert status(report, "import") == "pass"
+
+
+def test_a_flood_of_output_at_import_is_capped_not_held() -> None:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = run("floods_at_import.py", jobs=1)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert status(report, "import") == "pass", report.render()  # imported, and not a crash loop
+    assert len(report.logs) <= 200 and "bytes of output left out" in report.logs[0]
+    assert grown_mb < 100, f"the harness grew {grown_mb:.0f} MB reading a 200 MB flood"

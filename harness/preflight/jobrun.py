@@ -9,11 +9,14 @@ worker's own last output (its traceback) from the emulator's introspection route
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,18 +50,22 @@ def user_traceback(text: str, folder: Path | None) -> list[str]:
 def _emulator(emulate_args: list[str], errors: IO[str]) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "harness.cli", "emulate", "--port", "0", "--max-workers", "1"]
     cmd += ["--idle-timeout", "600", "--announce-json", "--quiet-workers", *emulate_args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=os.environ.copy())
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=os.environ.copy(), start_new_session=True
+    )
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
+    """Stop the emulator, then kill what is left of its group (a daemon an in-process handler forked)."""
     proc.terminate()
     try:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    # stdout is closed by its drain thread at EOF: closing it here would wait on that thread's read
 
 
 async def _announced(proc: subprocess.Popen[str], errors: IO[str]) -> dict[str, Any]:
@@ -70,7 +77,16 @@ async def _announced(proc: subprocess.Popen[str], errors: IO[str]) -> dict[str, 
         err = errors.read().strip().splitlines()
         raise HarnessError(f"the emulator did not start: {err[-1] if err else 'no output'}")
     info: dict[str, Any] = json.loads(line)
+    # What an in-process handler prints goes to the emulator's stdout: drained, or a busy printer fills the pipe,
+    # blocks the emulator and looks like a cold start that never ends. The worker's own logs come from its state.
+    threading.Thread(target=_drain, args=(proc.stdout,), name="devai-drain", daemon=True).start()
     return info
+
+
+def _drain(stream: IO[str]) -> None:
+    with contextlib.suppress(OSError, ValueError), stream:
+        while stream.read(1 << 16):
+            pass
 
 
 def _worker_output(info: dict[str, Any], folder: Path | None) -> list[str]:

@@ -92,7 +92,9 @@ class WorkerReport:
                     f"execution {ex} ms, shape {j['shape']}"
                 )
         if self.logs:
-            out.append(f"  the handler printed {len(self.logs)} line(s) while importing; last: {self.logs[-1][:120]}")
+            cut = self.logs[0].startswith("[... ")  # only a tail was kept: say how much was left out
+            count = f"{self.logs[0][1:-1]}, then {len(self.logs) - 1}" if cut else str(len(self.logs))
+            out.append(f"  the handler printed {count} line(s) while importing; last: {self.logs[-1][:120]}")
         if any(c.status in ("warn", "fail") and c.name in IMPORT_CHECKS for c in self.checks):
             out.append(f"  how to fix: {FIX_LAZY}")
         fails, warns = (sum(c.status == s for c in self.checks) for s in ("fail", "warn"))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import ConfigError
-from harness.preflight.datasource import Download, Source, classify, probe_url, stream_lines
+from harness.preflight.datasource import Bounds, Download, LineTooLong, Source, classify, probe_url, stream_lines
 from harness.preflight.report import CheckResult
 from harness.preflight.trainconfig import TrainConfig, load_config
 from harness.preflight.trainingdata import DataReport, check_rows, load_tokenizer, read_parquet, read_rows
@@ -72,7 +72,12 @@ class TrainReport:
 
 
 def check_training(
-    path: Path, *, allow_local_urls: bool = False, timeout: float = 10.0, progress: Callable[[str], None] | None = None
+    path: Path,
+    *,
+    allow_local_urls: bool = False,
+    timeout: float = 10.0,
+    progress: Callable[[str], None] | None = None,
+    bounds: Bounds | None = None,
 ) -> TrainReport:
     cfg = load_config(path)
     if cfg.script is not None and not cfg.script.is_file():
@@ -81,7 +86,7 @@ def check_training(
     source = classify(cfg.dataset, cfg.base)
     readable = _check_source(report, cfg, source, allow_local_urls, timeout)
     if readable:
-        _check_content(report, cfg, source, timeout, progress)
+        _check_content(report, cfg, source, Reading(timeout, allow_local_urls, bounds or Bounds(), progress))
     else:
         report.add("dataset content", "skip", "the dataset could not be read (see its source)")
     facts = _check_script(report, cfg, source)
@@ -91,6 +96,16 @@ def check_training(
 
 
 # --- the dataset -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How the content check reads the dataset."""
+
+    timeout: float
+    allow_local: bool
+    bounds: Bounds
+    progress: Callable[[str], None] | None
 
 
 def _check_source(report: TrainReport, cfg: TrainConfig, source: Source, allow_local: bool, timeout: float) -> bool:
@@ -116,10 +131,16 @@ def _check_source(report: TrainReport, cfg: TrainConfig, source: Source, allow_l
     return verdict.status != "fail"
 
 
-def _rows(cfg: TrainConfig, source: Source, download: Download, timeout: float) -> Iterator[tuple[int, Any]]:
-    chunks = download.chunks(source, timeout=timeout)
+def _rows(
+    cfg: TrainConfig, source: Source, download: Download, timeout: float, allow_local: bool
+) -> Iterator[tuple[int, Any]]:
+    chunks = download.chunks(source, timeout=timeout, allow_local=allow_local)
     if cfg.format != "parquet":
-        yield from read_rows(stream_lines(chunks), cfg.format)
+        for n, row in read_rows(stream_lines(chunks, download.bounds.line_bytes), cfg.format):
+            if n > download.bounds.max_rows:
+                download.stopped = f"the first {download.bounds.max_rows} rows were read (--max-rows)"
+                return
+            yield n, row
         return
     with tempfile.NamedTemporaryFile(suffix=".parquet") as f:  # Parquet is read from its end: the whole file
         for chunk in chunks:
@@ -139,20 +160,23 @@ def _with_progress(
         yield n, row
 
 
-def _check_content(
-    report: TrainReport, cfg: TrainConfig, source: Source, timeout: float, progress: Callable[[str], None] | None
-) -> None:
+def _check_content(report: TrainReport, cfg: TrainConfig, source: Source, how: Reading) -> None:
     if cfg.format == "parquet" and not _has_pyarrow():
         report.add("dataset content", "skip", "a Parquet dataset and no pyarrow installed: `pip install pyarrow`")
         return
-    download = Download()
+    download = Download(how.bounds)
     tokenizer = load_tokenizer([cfg.tokenizer and str(cfg.base / cfg.tokenizer), cfg.base_model])
     try:
-        rows = _with_progress(_rows(cfg, source, download, timeout), download, progress)
+        rows = _with_progress(_rows(cfg, source, download, how.timeout, how.allow_local), download, how.progress)
         data = check_rows(rows, cfg.method, max_seq_length=cfg.max_seq_length, tokenizer=tokenizer)
+    except LineTooLong as exc:
+        report.add("dataset content", "fail", f"after {download.size >> 20} MB: {exc}")
+        return
     except Exception as exc:  # a download that broke off, an unreadable Parquet file: say which, do not crash
         report.add("dataset content", "skip", f"could not read the dataset: {type(exc).__name__}: {exc}")
         return
+    if download.stopped is not None:
+        report.add("dataset content", "warn", f"only part was checked: {download.stopped}; the rest was not read")
     _report_fit(report, data)
     _report_rows(report, data)
     if cfg.sha256:

@@ -23,12 +23,10 @@ that never starts the SDK) is reported at once, in one line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any
 from harness.core.errors import ConfigError
 from harness.preflight import importprobe
 from harness.preflight.jobrun import run_under_emulator, user_traceback
+from harness.preflight.probeprocess import ProbeRun, run_probe
 from harness.preflight.report import EVENT_TITLES, WorkerReport, load_test_input
 
 __all__ = ["WorkerReport", "check_worker", "choose_python", "run_import_probe"]
@@ -84,30 +83,26 @@ def choose_python(handler: Path, given: str | None) -> tuple[str, str]:
 
 def run_import_probe(
     target: str, timeout: float, *, python: str = sys.executable, worker: bool = False, cwd: Path | None = None
-) -> tuple[dict[str, Any], list[str], str | None]:
-    """(probe result, the handler's own output lines, the line it hung on if it timed out)."""
+) -> ProbeRun:
+    """The probe's report, a bounded tail of the handler's own output, the line it hung on if it timed out, and
+    how many of its processes were still running when it ended (killed)."""
     cmd = [python, str(Path(importprobe.__file__).resolve()), target, *(["--worker"] if worker else [])]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False)
-        out, err, hung = proc.stdout, proc.stderr, None
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        beats = [line[len(MARKER) + 3 :] for line in err.splitlines() if line.startswith(MARKER + "at ")]
-        hung = beats[-1] if beats else "unknown (no line of yours was on the stack)"
-    result: dict[str, Any] = {}
-    logs = []
-    for line in (out + err).splitlines():
-        if line.startswith(MARKER):
-            if not line.startswith(MARKER + "at "):
-                result = json.loads(line[len(MARKER) :])
-        elif line.strip():
-            logs.append(line)
-    if not result and hung is None:
+    run = run_probe(cmd, MARKER, timeout, env, cwd)
+    if not run.result and run.hung is None:
         died = "the import probe died without a report (killed by a signal?)"
-        result = {"ok": False, "error": died, "error_type": "ProcessDied", "exit_code": proc.returncode}
-    return result, logs, hung
+        run.result = {"ok": False, "error": died, "error_type": "ProcessDied", "exit_code": run.returncode}
+    return run
+
+
+def _left_running(report: WorkerReport, run: ProbeRun) -> None:
+    if run.left_running > 0:
+        report.add(
+            "processes left running",
+            "warn",
+            f"{run.left_running} process(es) the import started were still running after it ended: killed",
+            ["a daemon forked at import time outlives the handler: on RunPod it keeps the container busy"],
+        )
 
 
 def _import_failed(report: WorkerReport, probe: dict[str, Any], path: Path, python: str) -> bool:
@@ -173,10 +168,10 @@ def _start_check(report: WorkerReport, probe: dict[str, Any]) -> bool:
 def _check_file_worker(report: WorkerReport, path: Path, python: str | None, run: dict[str, Any]) -> list[str] | None:
     """Probe a worker file; the emulator arguments to run it with, or None when running it cannot tell more."""
     interpreter, how = choose_python(path, python)
-    probe, logs, hung = run_import_probe(
-        str(path), run["import_timeout"], python=interpreter, worker=True, cwd=path.parent
-    )
-    report.import_probe, report.logs = probe, logs
+    ran = run_import_probe(str(path), run["import_timeout"], python=interpreter, worker=True, cwd=path.parent)
+    probe, hung = ran.result, ran.hung
+    report.import_probe, report.logs = probe, ran.logs
+    _left_running(report, ran)
     version = probe.get("python_version")
     report.add("interpreter", "pass", f"{interpreter}{f' (Python {version})' if version else ''}, from {how}")
     if hung is None and not probe.get("ok"):
@@ -191,8 +186,10 @@ def _check_file_worker(report: WorkerReport, path: Path, python: str | None, run
 
 
 def _check_function(report: WorkerReport, path: Path, name: str, run: dict[str, Any]) -> list[str] | None:
-    probe, logs, hung = run_import_probe(f"{path}:{name}", run["import_timeout"], cwd=path.parent)
-    report.import_probe, report.logs = probe, logs
+    ran = run_import_probe(f"{path}:{name}", run["import_timeout"], cwd=path.parent)
+    probe, hung = ran.result, ran.hung
+    report.import_probe, report.logs = probe, ran.logs
+    _left_running(report, ran)
     if hung is None and not probe.get("ok"):
         if _import_failed(report, probe, path, sys.executable):
             return None
