@@ -23,6 +23,7 @@ from harness.conformance.sandbox import sandbox_in_use
 from harness.conformance.tasks import TASKS
 from harness.conformance.verdicts import worse_than
 from harness.core.errors import ConfigError
+from harness.reporting.files import claim_run_dir, write_text
 
 __all__ = ["add_compare"]
 
@@ -66,7 +67,7 @@ def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[
     settings = Settings(args.repeats, args.temperature, args.max_tokens, args.seed, args.timeout, _forms(args.forms))
     if args.unsafe_run_model_code:
         os.environ[OPT_IN_ENV] = "1"
-    run_dir = Path(args.run_dir or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = claim_run_dir(args.run_dir, f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"devai-harness compare: {', '.join(f'{c.name} = {c.describe()}' for c in contenders)}; results in {run_dir}")
     print(f"model-written code ran in: {sandbox_in_use()}")
     started: list[Comparison] = []
@@ -82,7 +83,7 @@ def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[
     for line in comparison_lines(run, prices, rows, pairs):
         print(line)
     if args.json:
-        Path(args.json).write_text(paths["json"].read_text(encoding="utf-8"), encoding="utf-8")
+        write_text(Path(args.json), paths["json"].read_text(encoding="utf-8"))
     print(f"\nreport: {paths['html']} (also {paths['json'].name}, {paths['attempts'].name})")
     if run.interrupted:
         return 130

@@ -315,3 +315,14 @@ def test_report_trusts_packet_times_only_when_every_time_came_from_packets(tmp_p
         assert "request times come from packet timestamps" not in checks and not kept_up[0]["ok"]
     else:
         assert checks["request times come from packet timestamps"]["ok"] and not kept_up
+
+
+def test_a_phase_with_nothing_confirmed_does_not_pass_its_label_check() -> None:
+    from harness.load.report import ordering_checks
+
+    phase = {"requests": 1, "confirmed": 0, "mislabelled": [], "errors": {"ConnectError": 1}, "error_messages": {}}
+    checks = {name: (ok, said) for name, ok, said in ordering_checks({"cold": phase})}
+    ok, said = checks["cold: every label confirmed"]
+    assert not ok and "0/1 confirmed: nothing confirmed the label" in said
+    confirmed = {**phase, "confirmed": 1, "errors": {}}
+    assert dict((n, ok) for n, ok, _ in ordering_checks({"cold": confirmed}))["cold: every label confirmed"]

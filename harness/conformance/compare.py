@@ -31,6 +31,8 @@ from harness.conformance.check import find_suite
 from harness.conformance.contenders import Contender, Reply, Sampling
 from harness.conformance.tasks import TASKS, Answer, TaskCase, grade, load_cases
 from harness.core.errors import ConfigError, ConnectError, DiagnosedTimeout, HarnessError, RequestTimeout
+from harness.core.scrub import scrub
+from harness.reporting.files import output_error
 
 __all__ = ["Attempt", "Comparison", "Settings", "TargetInfo", "run_compare", "select_cases"]
 
@@ -179,15 +181,23 @@ async def _attempt(c: Contender, case: TaskCase, form: str, repeat: int, order: 
 
 
 class _Journal:
-    """attempts.jsonl, one line per attempt as it happens."""
+    """attempts.jsonl, one scrubbed line per attempt as it happens; a write that fails is OutputError naming the
+    folder (a full disk stops the run once, with what was measured kept)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = path.open("w", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise output_error(path.parent, exc) from None
+        self._folder = path.parent
 
     def write(self, a: Attempt) -> None:
-        self._f.write(json.dumps(asdict(a)) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(scrub(json.dumps(asdict(a))) + "\n")
+            self._f.flush()
+        except OSError as exc:
+            raise output_error(self._folder, exc) from None
 
     def close(self) -> None:
         self._f.close()

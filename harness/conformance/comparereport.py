@@ -5,7 +5,6 @@ target)."""
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -16,6 +15,7 @@ from harness.conformance.compare import Attempt, Comparison
 from harness.conformance.verdicts import OVERALL, PairRow, TargetRow, pair_rows, target_rows
 from harness.core.intervals import Interval
 from harness.load.report import png_data_uri, render_page, table
+from harness.reporting.files import write_json, write_text
 from harness.reporting.tables import text_table
 
 __all__ = ["comparison_lines", "summarize", "write_comparison"]
@@ -204,7 +204,7 @@ def write_comparison(
         pairs=[p.to_json() for p in pairs],
         attempts=[asdict(a) for a in run.attempts],
     )
-    paths["json"].write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    write_json(paths["json"], data)
     images = _plots(run, rows)
     e = html.escape
     sections = [("Settings and notes", "<ul>" + "".join(f"<li>{e(n)}</li>" for n in _settings(run)) + "</ul>")]
@@ -220,7 +220,7 @@ def write_comparison(
     names = " vs ".join(t.name for t in run.targets)
     title = f"devai-harness compare: {names}, {run.started_at}"
     intro = f"Verdict <b>{e(overall_verdict(run))}</b>; {len(run.measured)} measured attempts in {run.seconds:.0f} s."
-    paths["html"].write_text(render_page(title, intro, sections), encoding="utf-8")
+    write_text(paths["html"], render_page(title, intro, sections))
     return paths
 
 

@@ -111,14 +111,12 @@ def ordering_checks(summary: dict[str, Any]) -> list[tuple[str, bool, str]]:
         checks.append(("cold and warm slower than hot (median e2e)", ok, detail))
     for phase, s in summary.items():
         if phase in ("cold", "warm", "hot"):
-            bad = s["mislabelled"]
-            checks.append(
-                (
-                    f"{phase}: every label confirmed",
-                    not bad,
-                    f"{s['confirmed']}/{s['requests']} confirmed" + (f"; {bad[0]}" if bad else ""),
-                )
-            )
+            bad, confirmed = s["mislabelled"], s["confirmed"]
+            # None confirmed is no evidence either way (every request failed, or no health was seen): not a pass.
+            said = f"{confirmed}/{s['requests']} confirmed" + (f"; {bad[0]}" if bad else "")
+            if not confirmed and not bad:
+                said += ": nothing confirmed the label (no request of the phase had health and delayTime to judge by)"
+            checks.append((f"{phase}: every label confirmed", not bad and confirmed > 0, said))
         errors = s["errors"]
         detail = "0"
         if errors:
