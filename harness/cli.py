@@ -11,9 +11,11 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from harness.core import __version__
 from harness.core.errors import ConfigError, HarnessError, OutputError, ShapeError, WorkerError
 from harness.core.scrub import register, secrets_in
 from harness.core.shapes import extract, looks_like_sse
-from harness.reporting.files import claim_run_dir, write_json
+from harness.reporting.files import claim_run_dir, output_error, write_json
 from harness.reporting.stdio import scrubbed_stdio
 from harness.reporting.tables import text_table
 
@@ -356,7 +358,35 @@ def _cmd_record(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "pytest", *modules, "--target", args.target, "--record-mode", args.mode]
     cmd += ["-p", "no:cacheprovider", "-q"]
     print("running: " + " ".join(cmd[2:]), flush=True)
-    return subprocess.call(cmd)
+    with _kept(Path("cassettes")) as kept:
+        rc = subprocess.call(cmd)
+        if rc == 0:
+            kept.clear()  # the new recording passed: it replaces the old one
+        else:
+            print(f"recording failed (pytest exit {rc}): the cassettes and clocks were left as they were")
+    return rc
+
+
+@contextlib.contextmanager
+def _kept(folder: Path) -> Iterator[list[Path]]:
+    """A copy of ``folder`` put back after the block unless the block empties the yielded list (a failed or
+    interrupted recording never leaves half-replaced cassettes and clocks)."""
+    if not folder.is_dir():
+        yield []
+        return
+    try:
+        backup = Path(tempfile.mkdtemp(prefix=f".{folder.name}-before-record-", dir=folder.parent))
+        shutil.copytree(folder, backup / folder.name)
+    except OSError as exc:
+        raise output_error(folder.parent, exc) from None
+    keep = [backup]
+    try:
+        yield keep
+    finally:
+        if keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(backup / folder.name, folder)
+        shutil.rmtree(backup, ignore_errors=True)
 
 
 # --- the parser ----------------------------------------------------------------------------------

@@ -188,3 +188,29 @@ def test_one_set_of_emulator_defaults() -> None:
     line = describe(cfg)
     for words in ("cold start 2 s", "idle timeout 5 s", "FlashBoot on", "warm pickup 1 s", "40 tokens/s"):
         assert words in line
+
+
+def test_a_failed_recording_leaves_the_old_cassettes_and_clocks(tmp_path: Path) -> None:
+    """`record` in rewrite mode deletes a module's cassettes before it records: when the recording fails, the old
+    ones (and their clocks) come back as they were; when it passes, the new ones stay."""
+    (tmp_path / "scenarios").mkdir()
+    old = tmp_path / "cassettes" / "test_x"
+    old.mkdir(parents=True)
+    (old / "test_a.yaml").write_text("old cassette\n")
+    (old / "test_a.clock.yaml").write_text("old clock\n")
+    module = tmp_path / "scenarios" / "test_x.py"
+    module.write_text(
+        "from pathlib import Path\n"
+        "def test_a():\n"
+        "    Path('cassettes/test_x/test_a.yaml').write_text('half-recorded\\n')\n"
+        "    Path('cassettes/test_x/test_a.clock.yaml').unlink()\n"
+        "    assert False, 'the endpoint failed'\n"
+    )
+    failed = run_cli("record", "scenarios/test_x.py", cwd=tmp_path)
+    assert failed.returncode == 1 and "the cassettes and clocks were left as they were" in failed.stdout
+    assert (old / "test_a.yaml").read_text() == "old cassette\n" and (old / "test_a.clock.yaml").exists()
+    module.write_text(module.read_text().replace("    assert False, 'the endpoint failed'\n", ""))
+    passed = run_cli("record", "scenarios/test_x.py", cwd=tmp_path)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert (old / "test_a.yaml").read_text() == "half-recorded\n" and not (old / "test_a.clock.yaml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cassettes", "scenarios"]  # no backup left behind
