@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,24 @@ def test_a_phase_with_nothing_confirmed_does_not_pass_its_label_check() -> None:
     assert not ok and "0/1 confirmed: nothing confirmed the label" in said
     confirmed = {**phase, "confirmed": 1, "errors": {}}
     assert dict((n, ok) for n, ok, _ in ordering_checks({"cold": confirmed}))["cold: every label confirmed"]
+
+
+def test_latency_against_a_dead_port_stops_after_its_first_failures(tmp_path: Path) -> None:
+    """It ran its whole schedule before (7 connection refusals, tens of seconds); now the first 3 stop it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket is closed
+    cmd = [*LOCUST, "-f", str(ROOT / "locustfiles" / "latency.py"), "--headless", "--host", dead]
+    cmd += ["--endpoint-id", "ep1", "--run-dir", str(tmp_path), "--only-summary", "--skip-log-setup", "-t", "60s"]
+    cmd += ["--idle-timeout", "1", "--rounds", "3"]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        cmd, env={**os.environ, "RUNPOD_API_KEY": "k"}, capture_output=True, text=True, timeout=90, check=False
+    )
+    took = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    assert "the first 3 requests of the latency schedule all failed" in out, out[-2000:]
+    assert took < 30, took
+    lines = [json.loads(line) for f in tmp_path.glob("records-*.jsonl") for line in f.read_text().splitlines()]
+    records = [r for r in lines if "seq" in r]  # without the begun markers
+    assert len(records) == 3 and all(r["status"] != "ok" for r in records)

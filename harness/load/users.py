@@ -297,6 +297,9 @@ class _Careful(User):
             gevent.sleep(wait)
 
 
+LATENCY_GIVE_UP = 3  # requests, all failed, after which the latency schedule stops
+
+
 class LatencyUser(User):
     """One user walks the phase plan (cold, hot x n, warm x n, per round), then stops the run."""
 
@@ -308,6 +311,7 @@ class LatencyUser(User):
         self.rp = _runpod(self.environment, LATENCY_POLL)
         self.steps = iter(PhasePlan(idle_timeout_s=opts.idle_timeout, rounds=opts.rounds).steps())
         self.last_end: float | None = None
+        self.outcomes: list[bool] = []
 
     def on_stop(self) -> None:
         self.rp.close()
@@ -338,6 +342,18 @@ class LatencyUser(User):
             rec.evidence += f"; delayTime {rec.delay_ms} ms"
         writer.write(rec)
         _fire(self.environment, rec, exc)
+        self._stop_if_only_failures(rec)
+
+    def _stop_if_only_failures(self, rec: LoadRecord) -> None:
+        """The schedule's waits are the measurement (no backoff between phases), but a dead endpoint does not get
+        the whole schedule: the first LATENCY_GIVE_UP requests all failing stop the run, saying why."""
+        self.outcomes.append(rec.status == "ok")
+        if len(self.outcomes) == LATENCY_GIVE_UP and not any(self.outcomes):
+            why = f"{rec.error}: {rec.error_message}" if rec.error_message else str(rec.error)
+            said = f"stopping: the first {LATENCY_GIVE_UP} requests of the latency schedule all failed ({why})"
+            logging.getLogger("harness.load").error(said)
+            _end_run(self.environment, said)
+            self.stop()
 
 
 class CapacityUser(_Careful):
