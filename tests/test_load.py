@@ -335,16 +335,38 @@ def test_latency_against_a_dead_port_stops_after_its_first_failures(tmp_path: Pa
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket is closed
     cmd = [*LOCUST, "-f", str(ROOT / "locustfiles" / "latency.py"), "--headless", "--host", dead]
-    cmd += ["--endpoint-id", "ep1", "--run-dir", str(tmp_path), "--only-summary", "--skip-log-setup", "-t", "60s"]
+    secret = "rpaSECRETENDPOINT0123456789abcdef"  # a key of ours that the failure messages quote (the URL)
+    cmd += ["--endpoint-id", secret, "--run-dir", str(tmp_path), "--only-summary", "-t", "60s"]
     cmd += ["--idle-timeout", "1", "--rounds", "3"]
     t0 = time.monotonic()
-    proc = subprocess.run(
-        cmd, env={**os.environ, "RUNPOD_API_KEY": "k"}, capture_output=True, text=True, timeout=90, check=False
-    )
+    env = {**os.environ, "RUNPOD_API_KEY": secret}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90, check=False)
     took = time.monotonic() - t0
     out = proc.stdout + proc.stderr
     assert "the first 3 requests of the latency schedule all failed" in out, out[-2000:]
+    assert secret not in out, out[-2000:]
     assert took < 30, took
     lines = [json.loads(line) for f in tmp_path.glob("records-*.jsonl") for line in f.read_text().splitlines()]
     records = [r for r in lines if "seq" in r]  # without the begun markers
     assert len(records) == 3 and all(r["status"] != "ok" for r in records)
+
+
+SCRUBBED_LOCUST = """
+import io, logging, os, sys
+os.environ["DEVAI_TEST_API_KEY"] = SECRET = "rpa_" + "S3CRET" * 6
+stream = io.StringIO()
+logging.getLogger("locust.main").addHandler(logging.StreamHandler(stream))
+real = sys.stdout
+from harness.load import users  # imports locust (gevent's patching): in a process of its own
+users._scrub_output()
+logging.getLogger("locust.main").error("echoed %s", SECRET)
+print("printed", SECRET)
+sys.stdout.flush()
+real.write(stream.getvalue())
+"""
+
+
+def test_locust_output_and_logging_pass_the_scrubber() -> None:
+    proc = subprocess.run([sys.executable, "-c", SCRUBBED_LOCUST], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "S3CRET" not in proc.stdout and proc.stdout.count("***") == 2, proc.stdout

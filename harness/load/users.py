@@ -32,12 +32,14 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, StatusError
 from harness.core.polling import FailureBackoff, PollPolicy
+from harness.core.scrub import register, secrets_in
 from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
 from harness.load.lag import LagProbe
 from harness.load.packetclock import PacketClock
 from harness.load.phases import LATENCY_POLL, PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter
+from harness.reporting.stdio import ScrubbedStream
 
 __all__ = ["ArrivalUser", "CapacityUser", "ChatUser", "LatencyUser", "StepShape", "StreamingUser"]
 
@@ -82,8 +84,21 @@ LATENCY_ALONE = (
 )
 
 
+def _scrub_output() -> None:
+    """locust's own output is ours too: stdout, stderr and every logging stream pass the scrubber (a key an
+    endpoint echoes into an error never reaches the terminal or a CI log)."""
+    register(*secrets_in(os.environ))
+    if not isinstance(sys.stdout, ScrubbedStream):
+        sys.stdout, sys.stderr = ScrubbedStream(sys.stdout), ScrubbedStream(sys.stderr)
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, ScrubbedStream):
+                handler.setStream(ScrubbedStream(handler.stream))
+
+
 @events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
+    _scrub_output()
     runner = environment.runner
     distributed = isinstance(runner, (MasterRunner, WorkerRunner))
     if distributed and any(issubclass(u, LatencyUser) for u in environment.user_classes):
