@@ -187,3 +187,37 @@ def test_rewrite_replaces_cassettes_that_exist(pytester: pytest.Pytester) -> Non
         job_ids.append(set(re.findall(r"/status(?:-sync)?/([0-9a-f-]+-e1)", cassette.read_text())))
     assert len(job_ids[1]) == 1 and job_ids[1] != job_ids[0], "the old recording was replayed, not replaced"
     pytester.runpytest_subprocess(*COMMON).assert_outcomes(passed=1)  # replay
+
+
+BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]"
+        for i in range(12)
+    ]
+    + ["interactions: [*m]"]
+)
+BOMBED_TEST = """
+import pytest
+
+@pytest.mark.devai_cassette
+async def test_polled(runpod_client):
+    await runpod_client.health()
+"""
+
+
+def test_a_cassette_alias_bomb_is_one_line_naming_the_file(pytester: pytest.Pytester) -> None:
+    """A 400-byte cassette whose aliases expand to millions of nodes: refused by name, not a MemoryError."""
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeconftest(
+        "import pytest\n@pytest.fixture(scope='module')\ndef vcr_cassette_dir():\n    return 'cassettes'\n"
+    )
+    pytester.makepyfile(test_bombed=BOMBED_TEST)
+    (pytester.path / "cassettes").mkdir()
+    (pytester.path / "cassettes" / "test_polled.yaml").write_text(BOMB + "\n")
+    (pytester.path / "cassettes" / "test_polled.clock.yaml").write_text("readings: [0.0, 0.1, 0.2]\n")
+    assert len(BOMB) < 600
+    result = pytester.runpytest_subprocess(*COMMON)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret != 0 and "MemoryError" not in out
+    assert re.search(r"cassette \S*test_polled\.yaml: .*(YAML|alias|nodes)", out), out[-3000:]
