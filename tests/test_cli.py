@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,26 @@ def test_a_failed_recording_leaves_the_old_cassettes_and_clocks(tmp_path: Path) 
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert (old / "test_a.yaml").read_text() == "half-recorded\n" and not (old / "test_a.clock.yaml").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cassettes", "scenarios"]  # no backup left behind
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 KiB tmpfs: the run folder fills at once (root only; skipped elsewhere, saying why)."""
+    place = tmp_path / "full"
+    place.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(place)]).returncode:
+        pytest.skip("a full disk is made with a tiny tmpfs: needs root and mount")
+    try:
+        yield place
+    finally:
+        subprocess.run(["umount", "-l", str(place)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_folder(full_disk: Path, tmp_path: Path) -> None:
+    config = tmp_path / "fast.yaml"
+    config.write_text("emulator:\n  cold_start: 0.2\n  idle_timeout_s: 1\n  worker: {tokens_per_s: 1000}\n")
+    run = full_disk / "run"
+    proc = run_cli("check", "-q", "--config", str(config), "--no-suite", "--idle-timeout", "1", "--run-dir", str(run))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"error: cannot write to {run}: No space left on device" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
