@@ -4,9 +4,11 @@ system stage nothing is optional unless the machine cannot have it (Docker and b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,15 @@ def docker_or_skip() -> None:
 def bwrap_or_skip() -> None:
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap (bwrap) is not installed")
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(place: Path) -> Iterator[Path]:
+    """A 16 KiB tmpfs at ``place``: a disk that fills at once (root only; the test is skipped elsewhere, saying why)."""
+    place.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(place)]).returncode:
+        pytest.skip("a full disk is made with a tiny tmpfs: needs root and mount")
+    try:
+        yield place
+    finally:
+        subprocess.run(["umount", "-l", str(place)], check=False)

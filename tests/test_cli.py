@@ -15,6 +15,7 @@ import pytest
 
 from harness.conformance.check import CheckRun, StageResult, Target, resolve_target
 from harness.conformance.checkreport import write_check_report
+from tests.realsystems import tiny_tmpfs
 
 ROOT = Path(__file__).parent.parent
 pytest_plugins = ["pytester"]
@@ -219,15 +220,8 @@ def test_a_failed_recording_leaves_the_old_cassettes_and_clocks(tmp_path: Path) 
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 KiB tmpfs: the run folder fills at once (root only; skipped elsewhere, saying why)."""
-    place = tmp_path / "full"
-    place.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(place)]).returncode:
-        pytest.skip("a full disk is made with a tiny tmpfs: needs root and mount")
-    try:
+    with tiny_tmpfs(tmp_path / "full") as place:
         yield place
-    finally:
-        subprocess.run(["umount", "-l", str(place)], check=False)
 
 
 def test_a_full_disk_is_one_line_naming_the_folder(full_disk: Path, tmp_path: Path) -> None:

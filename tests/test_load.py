@@ -22,6 +22,7 @@ from harness.load.metrics import percentiles, summarize
 from harness.load.phases import PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter, load_records
 from harness.load.report import build_report
+from tests.realsystems import tiny_tmpfs
 
 LOCUST = [sys.executable, "-m", "locust"]
 FAST = {"ttft_s": 0.02, "tokens_per_s": 2000}  # quick, but a measurable executionTime for the cost line
@@ -370,3 +371,17 @@ def test_locust_output_and_logging_pass_the_scrubber() -> None:
     proc = subprocess.run([sys.executable, "-c", SCRUBBED_LOCUST], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "S3CRET" not in proc.stdout and proc.stdout.count("***") == 2, proc.stdout
+
+
+def test_a_full_disk_stops_the_load_run_once_with_one_line(tmp_path: Path) -> None:
+    with tiny_tmpfs(tmp_path / "full") as full, Emulator(cold_start=0.0, worker=INSTANT) as emu:
+        cmd = [*LOCUST, "-f", str(ROOT / "locustfiles" / "capacity.py"), "--headless", "--host", emu.base_url]
+        cmd += ["--endpoint-id", emu.endpoint_id, "--run-dir", str(full / "run"), "--only-summary", "-t", "20s"]
+        cmd += ["--steps", "2", "--step-seconds", "15"]
+        t0 = time.monotonic()
+        env = {**os.environ, "RUNPOD_API_KEY": emu.api_key}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = proc.stdout + proc.stderr
+    assert out.count("stopping: cannot write records to") == 1, out[-3000:]
+    assert proc.returncode != 0, out[-3000:]
+    assert "Traceback" not in out and time.monotonic() - t0 < 15, out[-3000:]

@@ -28,9 +28,10 @@ import gevent
 import gevent.event
 from locust import LoadTestShape, User, constant, events, task
 from locust.env import Environment
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, StatusError
+from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, OutputError, StatusError
 from harness.core.polling import FailureBackoff, PollPolicy
 from harness.core.scrub import register, secrets_in
 from harness.core.shapes import extract
@@ -168,6 +169,33 @@ def _end_run(env: Environment, why: str) -> None:
         runner.quit()
 
 
+def _keep(env: Environment, writer: RecordWriter, rec: LoadRecord) -> None:
+    """Write the record (see _output_failed)."""
+    try:
+        writer.write(rec)
+    except OutputError as exc:
+        raise _output_failed(env, exc) from None
+
+
+def _seq(env: Environment, writer: RecordWriter) -> int:
+    """A request begins: its number, written down (see _output_failed)."""
+    try:
+        return writer.next_seq()
+    except OutputError as exc:
+        raise _output_failed(env, exc) from None
+
+
+def _output_failed(env: Environment, exc: OutputError) -> StopUser:
+    """A write that fails (a full disk) stops the whole run once, with one line, instead of a traceback per request
+    from every user."""
+    if not _run.get("output_failed"):
+        _run["output_failed"] = True
+        env.process_exit_code = 1  # what was measured could not be kept: not a successful run
+        logging.getLogger("harness.load").error("stopping: %s", exc)
+        _end_run(env, f"stopping: {exc}")
+    return StopUser()
+
+
 def _set_step(runner: Any, users: int) -> None:
     """The shape moved to a step of ``users``: remembered here, and told to every worker."""
     if _run.get("step_users") == users:
@@ -185,7 +213,11 @@ def _quitting(environment: Environment, **_: Any) -> None:
         writer.lag = probe.summary() if probe is not None else None
         if clock is not None:
             writer.timing = {"source": "packets", **clock.counts()}
-        writer.close()
+        try:
+            writer.close()
+        except OutputError as exc:  # the disk is full: said once already when the run stopped for it
+            if not _run.get("output_failed"):
+                logging.getLogger("harness.load").error("%s", exc)
 
 
 def _packet_clock(env: Environment) -> PacketClock | None:
@@ -282,10 +314,10 @@ def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -
     """One capacity job: record it exactly, then fire it into locust's stats."""
     writer = _writer(env)
     rec = LoadRecord(
-        process=writer.pid, seq=writer.next_seq(), label="capacity", phase=phase, start_unix=time.time(), **fields
+        process=writer.pid, seq=_seq(env, writer), label="capacity", phase=phase, start_unix=time.time(), **fields
     )
     exc = _job(env, rp, rec)
-    writer.write(rec)
+    _keep(env, writer, rec)
     _fire(env, rec, exc)
     return rec
 
@@ -341,7 +373,11 @@ class LatencyUser(User):
         gevent.sleep(step.wait_s)
         writer = _writer(self.environment)
         rec = LoadRecord(
-            process=writer.pid, seq=writer.next_seq(), label="latency", phase=step.phase, start_unix=time.time()
+            process=writer.pid,
+            seq=_seq(self.environment, writer),
+            label="latency",
+            phase=step.phase,
+            start_unix=time.time(),
         )
         try:
             workers = self.rp.health().workers
@@ -355,7 +391,7 @@ class LatencyUser(User):
         if rec.workers_before:
             rec.confirmed, rec.evidence = confirm(step.phase, rec.workers_before, gap, _opts(self.environment).hot_gap)
             rec.evidence += f"; delayTime {rec.delay_ms} ms"
-        writer.write(rec)
+        _keep(self.environment, writer, rec)
         _fire(self.environment, rec, exc)
         self._stop_if_only_failures(rec)
 
@@ -465,7 +501,7 @@ class StreamingUser(_Careful):
         users = _run.get("users") or (self.environment.runner.user_count if self.environment.runner else 1)
         rec = LoadRecord(
             process=writer.pid,
-            seq=writer.next_seq(),
+            seq=_seq(self.environment, writer),
             label="streaming" if self.streaming else "chat",
             phase="stream" if self.streaming else "chat",
             start_unix=time.time(),
@@ -481,7 +517,7 @@ class StreamingUser(_Careful):
             rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
         except HarnessError as e:
             exc = _failed(rec, e)
-        writer.write(rec)
+        _keep(self.environment, writer, rec)
         _fire(self.environment, rec, exc)
         self.settle(rec)
 
