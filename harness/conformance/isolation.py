@@ -60,6 +60,7 @@ IMAGE_ENV = "DEVAI_SANDBOX_IMAGE"
 NOBODY = 65534
 INSIDE = "/devai-work"  # where the case's folder appears in a sandbox (not /work: the host may live there)
 MAX_OUTPUT = 64 * 1024  # what a report may receive from one run
+CONCURRENT_CASES = 8  # cases that may run at once as nobody, each with its own process budget (per-case cgroups)
 LIMITS = {"as_bytes": 2 << 30, "file_bytes": 16 << 20, "files": 256, "processes": 64, "tmp_bytes": 64 << 20}
 
 # Runs inside the sandbox: limits, then (as root) the unprivileged user, then the command.
@@ -167,7 +168,7 @@ def _binds() -> list[str]:
     return args
 
 
-def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, seccomp_fd: int | None) -> list[str]:
+def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, seccomp_fd: int | None, per_case: bool = False) -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
     root = os.getuid() == 0
     spaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -181,6 +182,8 @@ def _bwrap_argv(work: Path, argv: list[str], cpu_s: int, seccomp_fd: int | None)
     for key, value in _ENV.items():
         sandbox += ["--setenv", key, value]
     processes = LIMITS["processes"] if root else _my_processes() + LIMITS["processes"]
+    if per_case:  # the case's cgroup counts its processes; nobody's RLIMIT_NPROC is shared by concurrent cases
+        processes *= CONCURRENT_CASES
     return [*sandbox, "--", *_limited(argv, cpu_s, processes, NOBODY if root else 0)]
 
 
@@ -309,7 +312,7 @@ def limits_text() -> str:
 def _start(isolation: Isolation, work: Path, argv: list[str], run: Run) -> RunOutcome:
     name = f"devai-sandbox-{uuid.uuid4().hex[:12]}"
     if isolation.kind == "bubblewrap":
-        cmd = _bwrap_argv(work, argv, run.cpu_s, run.seccomp_fd)
+        cmd = _bwrap_argv(work, argv, run.cpu_s, run.seccomp_fd, per_case=run.group is not None)
         cmd = run.group.shim(cmd) if run.group is not None else cmd
     elif isolation.kind == "container":
         # Created first (seconds on a copying storage driver, not the code's time), then started and attached:
