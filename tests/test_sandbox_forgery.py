@@ -201,3 +201,11 @@ def test_rows_say_error_for_our_failures() -> None:
     assert "ERROR b" in results.table()
     (case,) = [c for c in results.junit_cases() if c.name == "b"]
     assert case.error and case.failure is None
+
+
+def test_marked_lines_hold_no_long_line_and_count_only_line_starts() -> None:
+    from harness.core.markers import marked_lines
+
+    data = b"x" * (3 << 20) + b"@@m not at a line start\n@@m one\n@@m" + b"y" * 100 + b"\n@@m cut without newline"
+    assert list(marked_lines(io.BytesIO(data), b"@@m ", chunk=4096)) == [b"one"]
+    assert list(marked_lines(io.BytesIO(b"@@m " + b"z" * 50 + b"\n"), b"@@m ", max_line=20)) == []

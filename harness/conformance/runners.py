@@ -21,9 +21,10 @@ import ast
 import json
 import re
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+from harness.core.markers import marked_lines
 
 __all__ = ["NODE_RUNNER", "PYTHON_BOOTSTRAP", "Proof", "expected_tests", "new_nonce", "read_proof", "strip_markers"]
 
@@ -141,7 +142,7 @@ def new_nonce() -> str:
 def read_proof(out: IO[bytes], nonce: str) -> Proof:
     """Every marker line of ours in the whole output, read in bounded chunks."""
     started, finished, odd = False, None, []
-    for line in _marked(out, PREFIX + nonce.encode() + b" "):
+    for line in marked_lines(out, PREFIX + nonce.encode() + b" ", chunk=_CHUNK):
         try:
             record = json.loads(line)
         except ValueError:
@@ -153,23 +154,6 @@ def read_proof(out: IO[bytes], nonce: str) -> Proof:
         if record.get("what") == "finished" and started and finished is None:
             finished = record
     return Proof(started, finished, odd)
-
-
-def _marked(out: IO[bytes], marker: bytes) -> Iterator[bytes]:
-    out.seek(0)
-    carry = b""
-    while chunk := out.read(_CHUNK):
-        data = carry + chunk
-        start, carry = 0, b""
-        while (at := data.find(marker, start)) >= 0:
-            end = data.find(b"\n", at)
-            if end < 0:
-                carry = data[at:] if len(data) - at < 64 * 1024 else b""
-                break
-            yield data[at + len(marker) : end]
-            start = end + 1
-        else:
-            carry = data[-len(marker) :]
 
 
 def strip_markers(text: str) -> str:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from harness.core.markers import marked_lines
+
 __all__ = ["ProbeRun", "run_probe"]
 
 CHUNK = 1 << 20
@@ -85,7 +87,7 @@ def _read(run: ProbeRun, out: IO[bytes], err: IO[bytes], marker: str) -> None:
     beats: list[str] = []
     for stream in (out, err):
         run.output_bytes += stream.seek(0, os.SEEK_END)
-        for line in _marked(stream, tag):
+        for line in marked_lines(stream, tag, chunk=CHUNK, max_line=MAX_REPORT_LINE):
             text = line.decode("utf-8", "replace")
             if text.startswith("at "):
                 beats.append(text[3:])
@@ -103,24 +105,3 @@ def _read(run: ProbeRun, out: IO[bytes], err: IO[bytes], marker: str) -> None:
             lines = [f"[... {size - TAIL_BYTES} bytes of output left out]", *lines[1:]]
         run.logs += [ln[:500] for ln in lines if ln.strip() and marker not in ln]
     del run.logs[:-MAX_LOG_LINES]
-
-
-def _marked(stream: IO[bytes], tag: bytes) -> list[bytes]:
-    """The rest of every line that starts with ``tag``, found in bounded chunks."""
-    found: list[bytes] = []
-    stream.seek(0)
-    carry = b""
-    while chunk := stream.read(CHUNK):
-        data = carry + chunk
-        start = 0
-        while (at := data.find(tag, start)) >= 0:
-            end = data.find(b"\n", at)
-            if end < 0:
-                break
-            if at == 0 or data[at - 1 : at] == b"\n":
-                found.append(data[at + len(tag) : end])
-            start = end + 1
-        rest = data[start:]
-        pending = rest.find(tag)
-        carry = rest[pending:] if pending >= 0 and len(rest) - pending < MAX_REPORT_LINE else rest[-len(tag) :]
-    return found
