@@ -42,7 +42,8 @@ def test_a_starved_load_generator_is_flagged(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-1500:]
     (manifest,) = tmp_path.glob("process-*.json")
     lag = json.loads(manifest.read_text())["scheduling_lag"]
-    assert lag["samples"] > 50 and lag["p99_ms"] > 5, lag
+    # Starved, the probe wakes late and so wakes less often: 5 s gives anywhere from ~40 to ~400 samples.
+    assert lag["samples"] >= 10 and lag["p99_ms"] > 5, lag
     data = json.loads(build_report(tmp_path)["json"].read_text())
     (check,) = [c for c in data["checks"] if c["name"].startswith("the load generator kept up")]
     assert not check["ok"] and "starved of CPU" in check["detail"]
