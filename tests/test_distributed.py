@@ -24,7 +24,7 @@ from harness.cli import main
 from harness.emulator import Emulator
 from harness.emulator.mockopenai import MockConfig, create_mock_openai
 from harness.emulator.serving import BackgroundServer
-from harness.load.records import contributors, load_records
+from harness.load.records import LoadRecord, contributors, load_records
 from harness.load.report import build_report
 from tests.realsystems import vllm_url
 
@@ -102,6 +102,11 @@ def _wait_for_records(run_dir: Path, procs: list[subprocess.Popen[str]], count: 
     raise AssertionError(f"no worker wrote {count} records")
 
 
+def ended_records(run_dir: Path) -> list[LoadRecord]:
+    """The records of requests that ended (a request the run's end cut is recorded as ``cut`` and not fired)."""
+    return [r for r in load_records(run_dir) if r.status != "cut"]  # load_records refuses any record seen twice
+
+
 def locust_total(run_dir: Path) -> int:
     stats = (run_dir / "locust_stats.csv").read_text().splitlines()
     return int(next(line for line in stats if ",Aggregated," in line).split(",")[2])
@@ -121,7 +126,7 @@ def test_capacity_steps_are_counted_once_across_workers(emulator: Emulator, tmp_
     args, env = runpod_args(emulator)
     run = distributed("capacity.py", tmp_path, *args, "--steps", "2,4", "--step-seconds", "2", env=env)
     assert run.returncode == 0, run.master[-2000:]
-    records = load_records(tmp_path)  # refuses any record seen twice
+    records = ended_records(tmp_path)
     assert len(records) == locust_total(tmp_path)  # locust's own count == our merged records
     procs = contributors(tmp_path)
     assert len(procs) == 2 and all(c.role == "worker" and c.ended for c in procs), procs
@@ -140,7 +145,7 @@ def test_a_late_worker_labels_its_requests_by_the_masters_step(emulator: Emulato
         "capacity.py", tmp_path, *args, "--steps", "1,2,3", "--step-seconds", "4", env=env, late_after=4.5
     )
     assert run.returncode == 0, run.master[-2000:]
-    records = load_records(tmp_path)
+    records = ended_records(tmp_path)
     assert len(records) == locust_total(tmp_path)
     first = min(r.start_unix for r in records)
     late = max(contributors(tmp_path), key=lambda c: min(r.start_unix for r in records if r.process == c.process))
@@ -153,7 +158,7 @@ def test_arrivals_run_their_schedule_once(emulator: Emulator, tmp_path: Path) ->
     args, env = runpod_args(emulator)
     run = distributed("arrivals.py", tmp_path, *args, "--steps", "5,20", "--step-seconds", "2", "-t", "30s", env=env)
     assert run.returncode == 0, run.master[-2000:]
-    records = load_records(tmp_path)
+    records = ended_records(tmp_path)
     assert len(records) == locust_total(tmp_path)
     by_rate = {p: sum(r.phase == p for r in records) for p in ("r5", "r20")}
     # One schedule: ~10 and ~40 expected. A worker quitting alone would have made the master run it twice.
@@ -170,7 +175,7 @@ def mock_url() -> Iterator[str]:
 def test_openai_users_distributed(locustfile: str, mock_url: str, tmp_path: Path) -> None:
     run = distributed(locustfile, tmp_path, "--host", mock_url, "--model", "normal", "-u", "4", "-r", "4", "-t", "3s")
     assert run.returncode == 0, run.master[-2000:]
-    records = load_records(tmp_path)
+    records = ended_records(tmp_path)
     assert len(records) == locust_total(tmp_path) and all(r.status == "ok" for r in records)
     assert len({r.process for r in records}) == 2 and {r.concurrency for r in records} == {4}  # the total, not a share
 
@@ -221,6 +226,6 @@ def test_report_merges_run_dirs_from_several_hosts_and_refuses_duplicates(
 def test_openai_users_distributed_against_real_vllm(locustfile: str, tmp_path: Path) -> None:
     run = distributed(locustfile, tmp_path, "--host", vllm_url(), "-u", "2", "-r", "2", "-t", "4s")
     assert run.returncode == 0, run.master[-2000:]
-    records = load_records(tmp_path)
+    records = ended_records(tmp_path)
     assert records and len(records) == locust_total(tmp_path) and all(r.status == "ok" for r in records)
     assert len({r.process for r in records}) == 2 and {r.concurrency for r in records} == {2}

@@ -175,7 +175,8 @@ def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
     assert len({r.process for r in records}) == 2, out[-500:]
     stats = (tmp_path / "locust_stats.csv").read_text().splitlines()
     total = next(line for line in stats if ",Aggregated," in line).split(",")
-    assert int(total[2]) == len(records)  # locust's own count == our merged records
+    ended = [r for r in records if r.status != "cut"]  # a job the run's end cut is recorded, not fired
+    assert int(total[2]) == len(ended)  # locust's own count == our merged records
     lags = [json.loads(m.read_text())["scheduling_lag"] for m in tmp_path.glob("process-*.json")]
     assert len(lags) == 2 and all(lag["samples"] > 50 for lag in lags)  # each process measured its own lag
     data = json.loads(build_report(tmp_path, slo_p95_s=5.0)["json"].read_text())
@@ -385,3 +386,25 @@ def test_a_full_disk_stops_the_load_run_once_with_one_line(tmp_path: Path) -> No
     assert out.count("stopping: cannot write records to") == 1, out[-3000:]
     assert proc.returncode != 0, out[-3000:]
     assert "Traceback" not in out and time.monotonic() - t0 < 15, out[-3000:]
+
+
+@pytest.mark.system  # a locust run of its own, 4 s
+def test_an_endless_stream_is_cut_at_the_runs_end_and_recorded_as_cut(tmp_path: Path) -> None:
+    """A server that sends SSE keep-alives forever: ``-t 3s`` ends the run, every stream in flight is written as
+    ``cut`` (not lost, not an error of the endpoint), and the report counts it."""
+    from tests.hostile import hostile
+
+    with hostile("keepalive") as server:
+        cmd = [*LOCUST, "-f", str(ROOT / "locustfiles" / "streaming.py"), "--headless", "--host", f"{server.url}/v1"]
+        cmd += ["-u", "2", "-r", "2", "-t", "3s", "--run-dir", str(tmp_path), "--only-summary", "--skip-log-setup"]
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        took = time.monotonic() - t0
+    assert took < 20, took
+    records = load_records(tmp_path)
+    assert [r.status for r in records] == ["cut", "cut"], proc.stderr[-2000:]
+    assert all(r.error == "RunEnded" and (r.e2e_s or 0) > 2 for r in records), records
+    data = json.loads(build_report(tmp_path)["json"].read_text())
+    assert data["phases"]["stream"]["cut"] == 2 and data["phases"]["stream"]["requests"] == 0
+    (finished,) = [c for c in data["checks"] if c["name"] == "every load process finished its records"]
+    assert finished["ok"] and "2 request(s) cut off when the run stopped" in finished["detail"], finished

@@ -107,7 +107,7 @@ def test_openai_users_record_ttft_gaps_and_the_servers_id(tmp_path: Path, locust
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
         streamed = {rid for rid, _, _ in srv.app.state.sent}
     assert proc.returncode == 0, proc.stderr[-1500:]
-    records = load_records(tmp_path)
+    records = [r for r in load_records(tmp_path) if r.status != "cut"]  # cut: in flight at -t
     assert len(records) >= 8 and all(r.status == "ok" for r in records)
     ids = [r.request_id for r in records]  # the server's own id: a slow request can be found in its logs
     assert len(set(ids)) == len(ids) and all(i and i.startswith("chatcmpl-") for i in ids)

@@ -112,7 +112,8 @@ class PhaseStats:
 
     phase: str
     label: str = ""
-    requests: int = 0
+    requests: int = 0  # finished ones; a request cut by the run's end counts in ``cut`` only
+    cut: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     error_messages: dict[str, str] = field(default_factory=dict)  # the first message seen per cause
     confirmed: int = 0
@@ -133,6 +134,9 @@ class PhaseStats:
     icl: Sample = field(default_factory=Sample)
 
     def add(self, r: Mapping[str, Any]) -> None:
+        if r.get("status") == "cut":  # in flight when the run ended: neither an answer nor a failure
+            self.cut += 1
+            return
         self.requests += 1
         self.label = self.label or str(r.get("label") or "")
         start, e2e = _num(r.get("start_unix")) or 0.0, _num(r.get("e2e_s"))
@@ -180,6 +184,7 @@ class PhaseStats:
         return {
             "label": self.label,
             "requests": self.requests,
+            "cut": self.cut,
             "errors": dict(self.errors),
             "error_messages": self.error_messages,
             "confirmed": self.confirmed,

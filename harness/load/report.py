@@ -304,7 +304,8 @@ def process_checks(data: RunData) -> list[tuple[str, bool, str]]:
         ok, said = False, f"{len(killed)} of {len(procs)} process(es) stopped without closing their records: {detail}"
     else:
         ok = True
-        said = f"{len(procs)} process(es) closed their records; {lost} request(s) cut off when the run stopped"
+        cut = sum(s.cut for s in data.phases.values())
+        said = f"{len(procs)} process(es) closed their records; {lost + cut} request(s) cut off when the run stopped"
     checks.append(("every load process finished its records", ok, said))
     skewed = [c for c in procs if c.clock_offset_s is not None and abs(c.clock_offset_s) > CLOCK_SKEW_S]
     if any(c.clock_offset_s is not None for c in procs):
@@ -441,10 +442,16 @@ def _ms(p: dict[str, Any], q: str = "p50") -> str:
     return "-" if v is None else f"{v * 1000:.1f}"
 
 
+def _requests(s: dict[str, Any]) -> str:
+    """Finished requests, and those the run's end cut (a stream that had not ended at ``-t``)."""
+    cut = s.get("cut") or 0
+    return f"{s['requests']} (+{cut} cut at the end)" if cut else str(s["requests"])
+
+
 def _openai_line(s: dict[str, Any]) -> str:
     tps = s["output_tokens_per_s"]["p50"]
     return (
-        f"{s['requests']} requests, errors {json.dumps(s['errors'])}; e2e p50 {_ms(s['e2e_s'])} ms, "
+        f"{_requests(s)} requests, errors {json.dumps(s['errors'])}; e2e p50 {_ms(s['e2e_s'])} ms, "
         f"TTFT p50/p95 {_ms(s['ttft_s'])}/{_ms(s['ttft_s'], 'p95')} ms, TPOT p50 {_ms(s['tpot_vllm_s'])} ms, "
         f"ITL (GuideLLM) p50 {_ms(s['itl_guidellm_s'])} ms, output tokens/s p50 {'-' if tps is None else f'{tps:.1f}'}"
     )
@@ -485,7 +492,7 @@ def load_sections(report: dict[str, Any], images: dict[str, str]) -> list[tuple[
     sections = [("Checks", checks_html(report["checks"]))]
     phases = report["phases"]
     runpod_rows = [
-        [p, s["requests"], s["confirmed"], json.dumps(s["errors"])]
+        [p, _requests(s), s["confirmed"], json.dumps(s["errors"])]
         + [
             _fmt(s[m][q], k)
             for m, k in (("e2e_s", 1000), ("delay_ms", 1), ("execution_ms", 1))
@@ -500,7 +507,7 @@ def load_sections(report: dict[str, Any], images: dict[str, str]) -> list[tuple[
         ]
         sections.append(("Per phase (RunPod)", table(head, runpod_rows)))
     openai_rows = [
-        [p, s["requests"], json.dumps(s["errors"])]
+        [p, _requests(s), json.dumps(s["errors"])]
         + [
             _fmt(s[m][q], k)
             for m, k in (("e2e_s", 1000), ("ttft_s", 1000), ("tpot_vllm_s", 1000), ("itl_guidellm_s", 1000))

@@ -17,15 +17,18 @@ distributed: its cold/warm/hot schedule is one timeline (a cold request needs th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import gevent.event
+from gevent import GreenletExit
 from locust import LoadTestShape, User, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -295,30 +298,50 @@ def _failed(rec: LoadRecord, exc: HarnessError) -> HarnessError:
     return exc
 
 
-def _job(env: Environment, rp: SyncRunPod, rec: LoadRecord) -> BaseException | None:
+@contextlib.contextmanager
+def _measured(env: Environment, **fields: Any) -> Iterator[LoadRecord]:
+    """One request, begun (its number written down first), then recorded and fired into locust's stats once.
+
+    A HarnessError is the request's failure (recorded, not raised). The run ending while the request is in flight
+    (locust kills the user: GreenletExit) records it as ``cut`` with the time it had run, then lets the user stop:
+    a stream that never ends is cut at ``-t``, and said so, not lost."""
+    writer = _writer(env)
+    rec = LoadRecord(process=writer.pid, seq=_seq(env, writer), start_unix=time.time(), **fields)
+    t0 = time.perf_counter()
+    exc: BaseException | None = None
+    try:
+        yield rec
+    except HarnessError as e:
+        exc = _failed(rec, e)
+    except GreenletExit:
+        rec.status, rec.error, rec.e2e_s = "cut", "RunEnded", time.perf_counter() - t0
+        rec.error_message = "the run ended while this request was in flight"
+        _keep(env, writer, rec)
+        raise
+    _keep(env, writer, rec)
+    _fire(env, rec, exc)
+
+
+def _job(env: Environment, rp: SyncRunPod, rec: LoadRecord) -> None:
+    """One RunPod job into ``rec`` (its failure raised, with the time it took)."""
     t0 = time.perf_counter()
     try:
         job = rp.run(PROMPT, timeout=_opts(env).job_timeout)
-        rec.e2e_s = time.perf_counter() - t0
-        rec.delay_ms, rec.execution_ms, rec.worker_id = job.delay_time_ms, job.execution_time_ms, job.worker_id
-        got = extract(job.output)
-        if got.usage is not None:
-            rec.input_tokens, rec.output_tokens = got.usage.input_tokens, got.usage.output_tokens
-        return None
     except HarnessError as exc:
         rec.e2e_s = time.perf_counter() - t0
-        return _failed(rec, exc)
+        _failed(rec, exc)  # its fields now, for the latency user's evidence
+        raise
+    rec.e2e_s = time.perf_counter() - t0
+    rec.delay_ms, rec.execution_ms, rec.worker_id = job.delay_time_ms, job.execution_time_ms, job.worker_id
+    got = extract(job.output)
+    if got.usage is not None:
+        rec.input_tokens, rec.output_tokens = got.usage.input_tokens, got.usage.output_tokens
 
 
 def _timed_job(env: Environment, rp: SyncRunPod, *, phase: str, **fields: Any) -> LoadRecord:
-    """One capacity job: record it exactly, then fire it into locust's stats."""
-    writer = _writer(env)
-    rec = LoadRecord(
-        process=writer.pid, seq=_seq(env, writer), label="capacity", phase=phase, start_unix=time.time(), **fields
-    )
-    exc = _job(env, rp, rec)
-    _keep(env, writer, rec)
-    _fire(env, rec, exc)
+    """One capacity job, measured."""
+    with _measured(env, label="capacity", phase=phase, **fields) as rec:
+        _job(env, rp, rec)
     return rec
 
 
@@ -371,28 +394,22 @@ class LatencyUser(User):
             self.stop()
             return
         gevent.sleep(step.wait_s)
-        writer = _writer(self.environment)
-        rec = LoadRecord(
-            process=writer.pid,
-            seq=_seq(self.environment, writer),
-            label="latency",
-            phase=step.phase,
-            start_unix=time.time(),
-        )
-        try:
-            workers = self.rp.health().workers
-            rec.workers_before = {k: getattr(workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
-        except HarnessError as health_error:
-            rec.evidence = f"no health snapshot: {health_error}"
-        gap = None if self.last_end is None else time.monotonic() - self.last_end
-        rec.start_unix = time.time()
-        exc = _job(self.environment, self.rp, rec)
-        self.last_end = time.monotonic()
-        if rec.workers_before:
-            rec.confirmed, rec.evidence = confirm(step.phase, rec.workers_before, gap, _opts(self.environment).hot_gap)
-            rec.evidence += f"; delayTime {rec.delay_ms} ms"
-        _keep(self.environment, writer, rec)
-        _fire(self.environment, rec, exc)
+        with _measured(self.environment, label="latency", phase=step.phase) as rec:
+            try:
+                workers = self.rp.health().workers
+                rec.workers_before = {k: getattr(workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
+            except HarnessError as health_error:
+                rec.evidence = f"no health snapshot: {health_error}"
+            gap = None if self.last_end is None else time.monotonic() - self.last_end
+            rec.start_unix = time.time()
+            try:
+                _job(self.environment, self.rp, rec)
+            finally:
+                self.last_end = time.monotonic()
+                if rec.workers_before:
+                    hot_gap = _opts(self.environment).hot_gap
+                    rec.confirmed, rec.evidence = confirm(step.phase, rec.workers_before, gap, hot_gap)
+                    rec.evidence += f"; delayTime {rec.delay_ms} ms"
         self._stop_if_only_failures(rec)
 
     def _stop_if_only_failures(self, rec: LoadRecord) -> None:
@@ -497,28 +514,15 @@ class StreamingUser(_Careful):
 
     @task
     def request(self) -> None:
-        writer = _writer(self.environment)
         users = _run.get("users") or (self.environment.runner.user_count if self.environment.runner else 1)
-        rec = LoadRecord(
-            process=writer.pid,
-            seq=_seq(self.environment, writer),
-            label="streaming" if self.streaming else "chat",
-            phase="stream" if self.streaming else "chat",
-            start_unix=time.time(),
-            concurrency=users,
-        )
-        exc: BaseException | None = None
-        try:
+        label, phase = ("streaming", "stream") if self.streaming else ("chat", "chat")
+        with _measured(self.environment, label=label, phase=phase, concurrency=users) as rec:
             messages: list[dict[str, Any]] = PROMPT["messages"]  # type: ignore[assignment]
             model = _model(self.environment, self.oa)
             send = self.oa.chat_stream if self.streaming else self.oa.chat
             t = send(messages, model=model, max_tokens=64).timing
             rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
             rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
-        except HarnessError as e:
-            exc = _failed(rec, e)
-        _keep(self.environment, writer, rec)
-        _fire(self.environment, rec, exc)
         self.settle(rec)
 
 
