@@ -232,3 +232,21 @@ def test_a_full_disk_is_one_line_naming_the_folder(full_disk: Path, tmp_path: Pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"error: cannot write to {run}: No space left on device" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_report_on_a_full_disk_is_one_line_and_leaves_no_torn_file(full_disk: Path) -> None:
+    from harness.load.records import LoadRecord, RecordWriter
+
+    run = full_disk / "run"
+    with RecordWriter(run) as w:
+        for _ in range(3):
+            seq = w.next_seq()
+            w.write(LoadRecord(process=w.pid, seq=seq, label="capacity", phase="c1", start_unix=1e9 + seq, e2e_s=0.1))
+    with pytest.raises(OSError, match="No space left"), open(full_disk / "filler", "wb") as f:  # fill the rest
+        while True:
+            f.write(b"x" * 1024)
+            f.flush()
+    proc = run_cli("report", str(run))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == f"error: cannot write to {run}: No space left on device"
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in run.glob("[rp]*-*.json*")), "torn file"

@@ -29,6 +29,7 @@ from harness.load.cost import CostModel, what_if
 from harness.load.lag import TRUSTED_LAG_MS
 from harness.load.metrics import PhaseStats, percentiles
 from harness.load.records import FIELDS, Contributor, contributors_from, iter_records, record_files
+from harness.reporting.files import write_json, write_streamed, write_text
 from harness.reporting.junit import JUnitCase, write_junit
 
 __all__ = ["RunData", "build_report", "ordering_checks", "render_page", "report_lines", "scan"]
@@ -62,8 +63,8 @@ def scan(run_dirs: str | Path | Sequence[str | Path], csv_path: Path | None = No
     data = RunData()
     with contextlib.ExitStack() as stack:
         writer = None
-        if csv_path is not None:
-            writer = csv.writer(stack.enter_context(open(csv_path, "w", newline="", encoding="utf-8")))
+        if csv_path is not None:  # the records' fields were scrubbed when they were written
+            writer = csv.writer(stack.enter_context(write_streamed(csv_path, "w", newline="", encoding="utf-8")))
             writer.writerow(FIELDS)
         begun: dict[Path, set[int]] = {}
         counts: dict[Path, int] = {}
@@ -368,7 +369,6 @@ def build_report(
     if not record_files(dirs):  # checked before anything is written
         raise ConfigError(f"{', '.join(map(str, dirs))}: no records-*.jsonl files (run a locustfile with --run-dir)")
     out = Path(out_dir or dirs[0])
-    out.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out / "report.json",
         "csv": out / "records.csv",
@@ -378,14 +378,14 @@ def build_report(
     data = scan(dirs, paths["csv"])
     report = report_data(data, dirs, price_per_hour, idle_timeout_s, rate_per_s, slo_p95_s)
     report["title"] = title or f"devai-harness load report: {', '.join(Path(d).name for d in dirs)}"
-    paths["json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    write_json(paths["json"], report)
     write_junit(
         paths["junit"],
         "devai-harness load",
         [JUnitCase("load", c["name"], failure=None if c["ok"] else c["detail"]) for c in report["checks"]],
     )
     sections = load_sections(report, plots(data, report["capacity"]))
-    paths["html"].write_text(render_page(report["title"], _intro(report), sections), encoding="utf-8")
+    write_text(paths["html"], render_page(report["title"], _intro(report), sections))
     return paths
 
 

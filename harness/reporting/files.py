@@ -12,13 +12,23 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.core.errors import ConfigError, OutputError
 from harness.core.scrub import scrub, scrub_bytes
 
-__all__ = ["RUN_MARKERS", "claim_run_dir", "output_error", "scrub_tree", "write_bytes", "write_json", "write_text"]
+__all__ = [
+    "RUN_MARKERS",
+    "claim_run_dir",
+    "output_error",
+    "scrub_tree",
+    "write_bytes",
+    "write_json",
+    "write_streamed",
+    "write_text",
+]
 
 # What says a folder holds a run already: its records, its report, its suite's results.
 RUN_MARKERS = ("records-*.jsonl", "process-*.json", "report.json", "suite-junit.xml", "compare.json", "attempts.jsonl")
@@ -28,15 +38,17 @@ def output_error(folder: Path | str, exc: OSError) -> OutputError:
     return OutputError(f"cannot write to {folder}: {exc.strerror or exc}", path=str(folder))
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
-    """``data`` (scrubbed) into ``path``, whole or not at all."""
+@contextlib.contextmanager
+def write_streamed(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through as it goes (a CSV too big to hold), whole or not at all: a temporary
+    beside it, renamed when the block ends without an error. The caller scrubs what it writes."""
     folder = path.parent
     tmp: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(scrub_bytes(data))
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -45,6 +57,12 @@ def write_bytes(path: Path, data: bytes) -> Path:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """``data`` (scrubbed) into ``path``, whole or not at all."""
+    with write_streamed(path) as f:
+        f.write(scrub_bytes(data))
     return path
 
 
