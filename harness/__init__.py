@@ -7,8 +7,8 @@ core (pure decisions) < clients / load.driver (I/O loops) < emulator < conforman
 
 from __future__ import annotations
 
-from harness.clients.openai import OpenAIClient
-from harness.clients.runpod import RunPodClient
+import typing
+
 from harness.core import __version__
 from harness.core.clock import Clock, FakeClock, SystemClock
 from harness.core.errors import (
@@ -49,6 +49,29 @@ from harness.core.shapes import SHAPES, Extracted, Usage, extract
 from harness.core.streaming import Completion, StreamAccumulator
 from harness.core.timing import RequestTiming
 from harness.core.waiting import JobWait
+
+if typing.TYPE_CHECKING:
+    from harness.clients.openai import OpenAIClient
+    from harness.clients.runpod import RunPodClient
+
+# The clients import httpx and asyncio (most of this package's import time): loaded when first named, so the
+# command line starts at once and a Ctrl-C while it starts is caught (harness.entry).
+_LAZY = {"OpenAIClient": "harness.clients.openai", "RunPodClient": "harness.clients.runpod"}
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "SHAPES",

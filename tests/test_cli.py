@@ -24,7 +24,7 @@ pytest_plugins = ["pytester"]
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OPENAI_"))} | (env or {})
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -250,3 +250,25 @@ def test_report_on_a_full_disk_is_one_line_and_leaves_no_torn_file(full_disk: Pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stderr.strip() == f"error: cannot write to {run}: No space left on device"
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in run.glob("[rp]*-*.json*")), "torn file"
+
+
+CTRL_C_WHILE_LOADING = """
+import sys
+
+
+class CtrlC:  # a Ctrl-C that lands while the command line's modules load
+    def find_spec(self, name, path=None, target=None):
+        if name == "harness.conformance.check":
+            raise KeyboardInterrupt
+
+
+sys.meta_path.insert(0, CtrlC())
+from harness.__main__ import main
+
+sys.exit(main(["--help"]))
+"""
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_130() -> None:
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LOADING], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr

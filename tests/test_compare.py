@@ -249,7 +249,7 @@ def test_names_must_differ_and_be_two() -> None:
 
 def _cli(*args: str, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "compare", *args],
+        [sys.executable, "-m", "harness", "compare", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -358,7 +358,7 @@ def test_ctrl_c_writes_the_report_of_what_was_measured(tmp_path: Path) -> None:
     import signal
     import time
 
-    cmd = [sys.executable, "-m", "harness.cli", "compare", "a=emulator", "b=emulator", "--repeats", "50"]
+    cmd = [sys.executable, "-m", "harness", "compare", "a=emulator", "b=emulator", "--repeats", "50"]
     proc = subprocess.Popen([*cmd, "--run-dir", str(tmp_path), "-q"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     journal, deadline = tmp_path / "attempts.jsonl", time.monotonic() + 120  # a loaded CI machine starts slowly
     while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 8):

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 KEY = "local-system-test-key"
-EMULATE = [sys.executable, "-m", "harness.cli", "emulate"]
+EMULATE = [sys.executable, "-m", "harness", "emulate"]
 
 
 def free_port() -> int:
@@ -57,7 +57,7 @@ def test_check_against_an_emulate_endpoint_runs_the_whole_suite_and_passes(tmp_p
         run = tmp_path / "run"
         live = env | {"RUNPOD_ENDPOINT_BASE_URL": f"http://127.0.0.1:{port}/v2", "RUNPOD_ENDPOINT_ID": "emulator"}
         proc = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "check", "-q", "--target", "runpod", "--run-dir", str(run)],
+            [sys.executable, "-m", "harness", "check", "-q", "--target", "runpod", "--run-dir", str(run)],
             env=live,
             cwd=tmp_path,  # outside the repository: the suite is found beside the package
             capture_output=True,

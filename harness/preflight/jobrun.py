@@ -48,7 +48,7 @@ def user_traceback(text: str, folder: Path | None) -> list[str]:
 
 
 def _emulator(emulate_args: list[str], errors: IO[str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "harness.cli", "emulate", "--port", "0", "--max-workers", "1"]
+    cmd = [sys.executable, "-m", "harness", "emulate", "--port", "0", "--max-workers", "1"]
     cmd += ["--idle-timeout", "600", "--announce-json", "--quiet-workers", *emulate_args]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=os.environ.copy(), start_new_session=True
