@@ -169,3 +169,19 @@ def test_a_flood_of_output_at_import_is_capped_not_held() -> None:
     assert status(report, "import") == "pass", report.render()  # imported, and not a crash loop
     assert len(report.logs) <= 200 and "bytes of output left out" in report.logs[0]
     assert grown_mb < 100, f"the harness grew {grown_mb:.0f} MB reading a 200 MB flood"
+
+
+def test_a_worker_with_modules_named_like_the_harnesss_own_passes(tmp_path: Path) -> None:
+    """The import probe once ran with its own folder first on sys.path: a worker's own datasource.py, report.py
+    or trainscript.py — installed, or in a folder it appends to its path — was shadowed by the harness's files
+    beside the probe."""
+    (tmp_path / "lib").mkdir()
+    for name in ("datasource", "report", "trainscript"):
+        (tmp_path / "lib" / f"{name}.py").write_text(f"WHO = 'the worker {name}'\n")
+    (tmp_path / "handler.py").write_text(
+        "import pathlib, sys\nsys.path.append(str(pathlib.Path(__file__).parent / 'lib'))\n"
+        "from datasource import WHO as A\nfrom report import WHO as B\nfrom trainscript import WHO as C\n\n\n"
+        "def handler(job):\n    return [{'choices': [{'tokens': [A, B, C]}], 'usage': {'input': 1, 'output': 3}}]\n"
+    )
+    report = check_worker(f"{tmp_path / 'handler.py'}:handler", jobs=1, stuck_after_s=1.5, slow_import_s=2.0)
+    assert report.ok, report.render()

@@ -19,6 +19,7 @@ from harness.conformance.semantics import (
     failure,
     judge,
     pick_stop,
+    seeded_twice,
 )
 from harness.core.errors import HarnessError
 from harness.core.shapes import extract
@@ -51,7 +52,7 @@ async def _native_max_tokens(run: NativeRun) -> str:
 
 async def _native_stop(run: NativeRun) -> str:
     sampled = {k: v for k, v in SAMPLED.items() if k != "max_tokens"} | {"max_tokens": 32}
-    full = (await _native(run, **sampled))[0][0]
+    full = seeded_twice(*[(await _native(run, **sampled))[0][0] for _ in range(2)])
     stop = pick_stop(full)
     got = (await _native(run, **sampled, stop=[stop]))[0][0]
     if got != full[: full.find(stop)]:

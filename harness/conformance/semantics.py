@@ -341,7 +341,7 @@ async def _bad_max_tokens(p: Prober) -> str:
 
 
 async def _stop_strings(p: Prober) -> str:
-    full = _ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text
+    full = seeded_twice(*[_ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text for _ in range(2)])
     stop = pick_stop(full)
     one = _ok(await p.chat(**SAMPLED, stop=[stop]), "stop")
     check_stopped_at(one, full, stop)
@@ -374,7 +374,7 @@ async def _boundary_stop(p: Prober, full: str) -> str:
 
 
 async def _stop_reason(p: Prober) -> str:
-    full = _ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text
+    full = seeded_twice(*[_ok(await p.chat(**SAMPLED), "seeded, ignore_eos").text for _ in range(2)])
     stop = pick_stop(full)
     check_stop_reason(_ok(await p.chat(**SAMPLED, stop=[stop]), "stop"), stop)
     return f"stop_reason {stop!r}"
@@ -418,6 +418,15 @@ async def _continuous_usage(p: Prober) -> str:
             f"chunks {counts[:8]}..., final {final}, whole {(whole.usage or {}).get('completion_tokens')}",
         )
     return f"{len(counts)} chunks with usage, climbing to {final} = the whole reply's"
+
+
+def seeded_twice(first: str, second: str) -> str:
+    """A stop string is judged against a seeded answer asked again with the stop: meaningful only when that seed
+    repeats. When it does not, the stop check cannot tell a stop honoured from a different answer — not checked
+    (the seed check fails on its own), never a stop failure of the harness's making."""
+    if first != second:
+        raise Unanswered("a seeded answer did not repeat (see seed repeats): stop strings cannot be judged against it")
+    return first
 
 
 def pick_stop(text: str, *, required: bool = True) -> str:

@@ -81,12 +81,20 @@ def choose_python(handler: Path, given: str | None) -> tuple[str, str]:
     return on_path, "python3 on PATH"
 
 
+# The probe runs as a script, but a script's own folder goes first on sys.path: a worker with a module of its own
+# named like one beside the probe (datasource.py, report.py) would import ours. Run from -c instead, with -c's
+# entry ('' = the current folder) taken off too: the worker's path is only what its own `python handler.py` has
+# (the probe puts the handler's folder first).
+_PROBE_FROM_NOWHERE = "import runpy, sys; del sys.argv[0], sys.path[0]; runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
 def run_import_probe(
     target: str, timeout: float, *, python: str = sys.executable, worker: bool = False, cwd: Path | None = None
 ) -> ProbeRun:
     """The probe's report, a bounded tail of the handler's own output, the line it hung on if it timed out, and
     how many of its processes were still running when it ended (killed)."""
-    cmd = [python, str(Path(importprobe.__file__).resolve()), target, *(["--worker"] if worker else [])]
+    cmd = [python, "-c", _PROBE_FROM_NOWHERE, str(Path(importprobe.__file__).resolve()), target]
+    cmd += ["--worker"] if worker else []
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     run = run_probe(cmd, MARKER, timeout, env, cwd)
     if not run.result and run.hung is None:
