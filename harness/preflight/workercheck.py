@@ -85,7 +85,9 @@ def choose_python(handler: Path, given: str | None) -> tuple[str, str]:
 # named like one beside the probe (datasource.py, report.py) would import ours. Run from -c instead, with -c's
 # entry ('' = the current folder) taken off too: the worker's path is only what its own `python handler.py` has
 # (the probe puts the handler's folder first).
-_PROBE_FROM_NOWHERE = "import runpy, sys; del sys.argv[0], sys.path[0]; runpy.run_path(sys.argv[0], run_name='__main__')"
+_PROBE_FROM_NOWHERE = (
+    "import runpy, sys; del sys.argv[0], sys.path[0]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 def run_import_probe(
