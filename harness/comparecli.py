@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.conformance.compare import Comparison, Settings, run_compare, select_cases
+from harness.conformance.compare import Comparison, Settings, check_inputs, run_compare, select_cases
 from harness.conformance.comparereport import comparison_lines, overall_verdict, summarize, write_comparison
 from harness.conformance.contenders import FORMS, parse_contender, unique
 from harness.conformance.isolation import OPT_IN_ENV
@@ -65,6 +65,7 @@ def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[
     prices = _prices(args.price_per_hour, names)
     cases = select_cases(args.cases, args.tasks)
     settings = Settings(args.repeats, args.temperature, args.max_tokens, args.seed, args.timeout, _forms(args.forms))
+    check_inputs(contenders, cases, settings)
     if args.unsafe_run_model_code:
         os.environ[OPT_IN_ENV] = "1"
     run_dir = claim_run_dir(args.run_dir, f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")

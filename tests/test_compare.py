@@ -269,12 +269,18 @@ def _cli(*args: str, cwd: Path = ROOT, timeout: float = 240) -> subprocess.Compl
         (["a=emulator", "b=emulator", "--fail-if-worse", "c"], "no target is named so"),
         (["a=runpod-local:http://127.0.0.1:9", "b=openai:http://127.0.0.1:9/v1"], "no input form in common"),
         (["a=emulator", "b=emulator", "--cases", "/no/such/dir"], "no such folder"),
+        (["a=emulator", "b=emulator", "--cases", "{tmp}/broken"], "broken/x.yaml: invalid YAML (line 3)"),
+        (["a=emulator", "b=emulator", "--cases", "{tmp}/empty"], "empty: no task case files (*.yaml) in it"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args: list[str], says: str, tmp_path: Path) -> None:
-    got = _cli(*args, "--run-dir", str(tmp_path / "run"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.yaml").write_text("task: fix\nid: [1, 2\n")
+    (tmp_path / "empty").mkdir()
+    got = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], "--run-dir", str(tmp_path / "run"))
     assert got.returncode == 2, got.stderr
     assert got.stderr.count("\n") == 1 and says in got.stderr and "Traceback" not in got.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was made
 
 
 def test_cli_model_not_listed_and_unreachable_target(tmp_path: Path) -> None:

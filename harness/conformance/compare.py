@@ -34,7 +34,7 @@ from harness.core.errors import ConfigError, ConnectError, DiagnosedTimeout, Har
 from harness.core.scrub import scrub
 from harness.reporting.files import output_error
 
-__all__ = ["Attempt", "Comparison", "Settings", "TargetInfo", "run_compare", "select_cases"]
+__all__ = ["Attempt", "Comparison", "Settings", "TargetInfo", "check_inputs", "run_compare", "select_cases"]
 
 Progress = Callable[[str], None]
 GONE = (ConnectError, RequestTimeout, DiagnosedTimeout)  # the target itself is gone, not one answer
@@ -138,6 +138,8 @@ def select_cases(folder: str | None, tasks: str | None) -> list[TaskCase]:
     if not where.is_dir():
         raise ConfigError(f"--cases {folder}: no such folder")
     cases = load_cases(where)
+    if not cases:  # said before a run folder is made
+        raise ConfigError(f"{where}: no task case files (*.yaml) in it")
     if not tasks:
         return cases
     wanted = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -233,6 +235,14 @@ def _common_forms(infos: list[TargetInfo], wanted: tuple[str, ...] | None) -> tu
     return tuple(common)
 
 
+def check_inputs(contenders: Sequence[Contender], cases: Sequence[TaskCase], settings: Settings) -> None:
+    """ConfigError for what can be told wrong before anything is asked (the command says it before it makes its
+    run folder): no cases, no input form the targets share."""
+    if not cases:
+        raise ConfigError("no task cases to compare on")
+    _common_forms([_info(c) for c in contenders], settings.forms)
+
+
 async def run_compare(
     contenders: Sequence[Contender],
     cases: Sequence[TaskCase],
@@ -243,11 +253,9 @@ async def run_compare(
 ) -> Comparison:
     """Pre-flight, warm-up, then the interleaved measured run. ConfigError (bad input) before anything is asked.
     ``on_start`` receives the comparison as soon as it exists: a caller interrupted (Ctrl-C) still has it."""
-    if not cases:
-        raise ConfigError("no task cases to compare on")
+    check_inputs(contenders, cases, settings)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.monotonic()
-    _common_forms([_info(c) for c in contenders], settings.forms)  # bad input: before anything starts
     ctrl_c = _CtrlC()
     try:
         await _prepare(contenders, cases, settings, show)
