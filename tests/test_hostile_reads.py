@@ -19,9 +19,9 @@ import pytest
 from harness import OpenAIClient, Redirected, ReplyTooLarge, RequestTimeout, StreamProtocolError, StreamStalled
 from harness.core.errors import ConfigError, OutputError, ProtocolError
 from harness.core.limits import BodyDecoder
+from harness.core.percentiles import percentiles
 from harness.core.scrub import register, scrub, scrub_bytes
 from harness.emulator import Emulator
-from harness.load.metrics import percentiles
 from harness.load.records import iter_records
 from harness.reporting.files import claim_run_dir, write_text
 from harness.reporting.stdio import ScrubbedStream

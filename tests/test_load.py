@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.percentiles import percentiles
 from harness.emulator import Emulator
 from harness.emulator.engines import INSTANT
 from harness.load.cost import CostModel, what_if
-from harness.load.metrics import percentiles, summarize
+from harness.load.metrics import summarize
 from harness.load.phases import PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter, load_records
 from harness.load.report import build_report

@@ -14,8 +14,8 @@ from typing import Any
 from harness.conformance.compare import Attempt, Comparison
 from harness.conformance.verdicts import OVERALL, PairRow, TargetRow, pair_rows, target_rows
 from harness.core.intervals import Interval
-from harness.load.report import png_data_uri, render_page, table
 from harness.reporting.files import write_json, write_text
+from harness.reporting.html import png_data_uri, render_page, table
 from harness.reporting.tables import text_table
 
 __all__ = ["comparison_lines", "summarize", "write_comparison"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.conformance.compare import Attempt, Comparison
 from harness.core.intervals import Interval, mcnemar_exact, median_shift, paired_difference, wilson
-from harness.load.metrics import percentiles
+from harness.core.percentiles import percentiles
 
 __all__ = ["PairRow", "TargetRow", "pair_rows", "target_rows", "worse_than"]
 

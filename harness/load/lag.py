@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.core.histogram import histogram_percentile
+from harness.core.percentiles import histogram_percentile
 
 __all__ = ["TRUSTED_LAG_MS", "LagProbe"]
 

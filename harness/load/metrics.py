@@ -22,29 +22,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from harness.core.percentiles import percentiles
 from harness.load.records import LoadRecord
 
 __all__ = ["PhaseStats", "Sample", "percentiles", "summarize"]
 
-PCTS = (50, 90, 95, 99)
 RESERVOIR = 100_000
 _MAX_EXAMPLES = 20
-
-
-def percentiles(values: Iterable[float | None], *, presorted: bool = False) -> dict[str, float | int | None]:
-    xs = [v for v in values if v is not None and math.isfinite(v)]
-    if not presorted:
-        xs.sort()
-    out: dict[str, float | int | None] = {"count": len(xs)}
-    for p in PCTS:
-        if not xs:
-            out[f"p{p}"] = None
-            continue
-        k = (len(xs) - 1) * p / 100
-        lo, hi = math.floor(k), math.ceil(k)
-        out[f"p{p}"] = xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-    out["mean"] = math.fsum(x / len(xs) for x in xs) if xs else None  # divided first: huge values cannot overflow
-    return out
 
 
 class Sample:

@@ -9,11 +9,9 @@ the capacity curve. RunPod runs get the cost section; OpenAI-compatible runs get
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import html
-import io
 import json
 import math
 import random
@@ -30,9 +28,19 @@ from harness.load.lag import TRUSTED_LAG_MS
 from harness.load.metrics import PhaseStats, percentiles
 from harness.load.records import FIELDS, Contributor, contributors_from, iter_records, record_files
 from harness.reporting.files import write_json, write_streamed, write_text
+from harness.reporting.html import checks_html, fmt, png_data_uri, render_page, table
 from harness.reporting.junit import JUnitCase, write_junit
 
-__all__ = ["RunData", "build_report", "ordering_checks", "render_page", "report_lines", "scan"]
+__all__ = [
+    "RunData",
+    "build_report",
+    "load_sections",
+    "ordering_checks",
+    "plots",
+    "report_data",
+    "report_lines",
+    "scan",
+]
 
 COLORS = {"cold": "#1f77b4", "warm": "#ff7f0e", "hot": "#2ca02c", "stream": "#9467bd", "chat": "#8c564b"}
 RUNPOD_LABELS = frozenset({"latency", "capacity", "arrivals"})
@@ -187,15 +195,6 @@ def _cost(summary: dict[str, Any], data: RunData, price: float, idle: float, rat
 
 
 # --- plots ---------------------------------------------------------------------------------
-
-
-def png_data_uri(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _sample(values: Sequence[float], k: int, rng: random.Random) -> list[float]:
@@ -467,34 +466,13 @@ def _intro(report: dict[str, Any]) -> str:
     )
 
 
-def _fmt(v: Any, scale: float = 1.0) -> str:
-    return "-" if v is None else f"{v * scale:.1f}"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def checks_html(checks: Iterable[dict[str, Any]]) -> str:
-    e = html.escape
-    items = "".join(
-        f"<li class='{'ok' if c['ok'] else 'bad'}'>{'PASS' if c['ok'] else 'FAIL'} "
-        f"{e(c['name'])}: {e(c['detail'])}</li>"
-        for c in checks
-    )
-    return f"<ul>{items}</ul>"
-
-
 def load_sections(report: dict[str, Any], images: dict[str, str]) -> list[tuple[str, str]]:
     sections = [("Checks", checks_html(report["checks"]))]
     phases = report["phases"]
     runpod_rows = [
         [p, _requests(s), s["confirmed"], json.dumps(s["errors"])]
         + [
-            _fmt(s[m][q], k)
+            fmt(s[m][q], k)
             for m, k in (("e2e_s", 1000), ("delay_ms", 1), ("execution_ms", 1))
             for q in ("p50", "p95", "p99")
         ]
@@ -509,11 +487,11 @@ def load_sections(report: dict[str, Any], images: dict[str, str]) -> list[tuple[
     openai_rows = [
         [p, _requests(s), json.dumps(s["errors"])]
         + [
-            _fmt(s[m][q], k)
+            fmt(s[m][q], k)
             for m, k in (("e2e_s", 1000), ("ttft_s", 1000), ("tpot_vllm_s", 1000), ("itl_guidellm_s", 1000))
             for q in ("p50", "p95", "p99")
         ]
-        + [_fmt(s["output_tokens_per_s"]["p50"])]
+        + [fmt(s["output_tokens_per_s"]["p50"])]
         for p, s in phases.items()
         if s["label"] in OPENAI_LABELS
     ]
@@ -533,7 +511,7 @@ def load_sections(report: dict[str, Any], images: dict[str, str]) -> list[tuple[
                 c["errors"],
                 f"{c['throughput_per_s']:.2f}",
                 f"{c['goodput_per_s']:.2f}",
-                _fmt(c["p95_s"], 1000),
+                fmt(c["p95_s"], 1000),
                 "yes" if c["within_slo"] else "no",
             ]
             for c in report["capacity"]
@@ -568,14 +546,3 @@ def _cost_html(c: dict[str, Any]) -> str:
     )
     head = ["idle timeout s", "max workers", "", "cold share", "billed s/request", "$/request", "$/month"]
     return text + table(head, rows)
-
-
-def render_page(title: str, intro: str, sections: Sequence[tuple[str, str]]) -> str:
-    """One self-contained HTML page: ``intro`` and section bodies are HTML already; titles are escaped."""
-    e = html.escape
-    body = "".join(f"<h2>{e(name)}</h2>{content}" for name, content in sections)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}.ok{{color:#080}}.bad{{color:#b00}}
-.na{{color:#666}}img{{max-width:100%}}</style></head><body>
-<h1>{e(title)}</h1><p>{intro}</p>{body}</body></html>"""

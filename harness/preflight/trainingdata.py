@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.histogram import histogram_percentile
+from harness.core.percentiles import histogram_percentile
 
 __all__ = ["METHODS", "DataReport", "Tokenizer", "check_rows", "load_tokenizer", "read_rows", "row_errors"]
 
