@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.check import StageResult, run_check
 from harness.comparecli import add_compare
-from harness.conformance.check import TARGET_KINDS, StageResult, find_suite, resolve_target, run_check
 from harness.conformance.isolation import OPT_IN_ENV
+from harness.conformance.suite import find_suite
 from harness.core import __version__
 from harness.core.errors import ConfigError, HarnessError, OutputError, ShapeError, WorkerError
 from harness.core.scrub import register, secrets_in
@@ -29,6 +30,7 @@ from harness.core.shapes import extract, looks_like_sse
 from harness.reporting.files import claim_run_dir, output_error, write_json
 from harness.reporting.stdio import scrubbed_stdio
 from harness.reporting.tables import text_table
+from harness.targets import TARGET_KINDS, resolve_target
 
 __all__ = ["build_parser", "main"]
 

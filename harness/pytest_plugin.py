@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness.targets import LIVE, TARGET_KINDS, Target, resolve_target
+
 if TYPE_CHECKING:
     from harness.clients.runpod import RunPodClient
     from harness.conformance.compare import Comparison
@@ -57,8 +59,8 @@ MARKERS = {
     "devai_cassette": "the test replays (or records) a cassette under cassettes/<module>/",
     "runpod_client": "runpod_client(**kwargs): extra RunPodClient arguments for the `runpod_client` fixture",
 }
-TARGETS = ("replay", "emulator", "runpod", "runpod-local", "openai")
-LIVE_TARGETS = frozenset({"runpod", "runpod-local", "openai"})
+TARGETS = ("replay", *TARGET_KINDS)
+LIVE_TARGETS = LIVE
 RESULTS = pytest.StashKey["Results"]()
 VLLM_VERSION = pytest.StashKey[str | None]()
 
@@ -344,24 +346,34 @@ async def runpod_client(request: pytest.FixtureRequest, target: str) -> AsyncIte
             )
     elif target == "runpod-local":
         clock = SystemClock()
-        url = request.config.getoption("--base-url") or os.environ.get("RUNPOD_LOCAL_URL") or "http://127.0.0.1:8000"
-        client = RunPodClient.local(url, clock=clock, **kwargs)
+        client = RunPodClient.local(_live_target(request.config, target).base_url or "", clock=clock, **kwargs)
     else:
-        key, endpoint = (
-            os.environ.get("RUNPOD_API_KEY"),
-            (request.config.getoption("--endpoint-id") or os.environ.get("RUNPOD_ENDPOINT_ID")),
-        )
-        if not key or not endpoint:
-            pytest.skip("live RunPod target needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (or --endpoint-id)")
+        live = _live_target(request.config, "runpod")
         clock = RecordingClock() if _recording(request.config) else SystemClock()
         CassetteYAML.meta = {"source": "live RunPod endpoint (scrubbed)"}
-        if base := request.config.getoption("--base-url") or os.environ.get("RUNPOD_ENDPOINT_BASE_URL"):
-            kwargs["base_url"] = base
-        client = RunPodClient(endpoint, key, clock=clock, **kwargs)
+        kwargs.setdefault("base_url", live.base_url)
+        client = RunPodClient(live.endpoint_id or "", live.api_key(), clock=clock, **kwargs)
     async with client:
         yield client
     if isinstance(clock, RecordingClock) and clock_path is not None:
         clock.save(clock_path)
+
+
+def _live_target(config: pytest.Config, kind: str) -> Target:
+    """The live target the options and the environment name, resolved as ``devai-harness check`` resolves it
+    (harness.targets). Missing credentials skip the test, saying so; a malformed value is a usage error."""
+    from harness.core.errors import ConfigError
+
+    if kind == "runpod" and not (
+        os.environ.get("RUNPOD_API_KEY") and (config.getoption("--endpoint-id") or os.environ.get("RUNPOD_ENDPOINT_ID"))
+    ):
+        pytest.skip("live RunPod target needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (or --endpoint-id)")
+    try:
+        return resolve_target(
+            kind, base_url=config.getoption("--base-url"), endpoint_id=config.getoption("--endpoint-id")
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--target {kind}: {exc}") from None
 
 
 @pytest.fixture
@@ -405,16 +417,9 @@ def openai_target(request: pytest.FixtureRequest) -> OpenAITarget:
     config = request.config
     model = config.getoption("--model") or os.environ.get("OPENAI_MODEL") or ""
     if _target(config) == "runpod":
-        key, endpoint = (
-            os.environ.get("RUNPOD_API_KEY"),
-            config.getoption("--endpoint-id") or os.environ.get("RUNPOD_ENDPOINT_ID"),
-        )
-        if not key or not endpoint:
-            pytest.skip("live RunPod target needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (or --endpoint-id)")
-        from harness.clients.runpod import DEFAULT_BASE_URL
-
-        base = config.getoption("--base-url") or os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
-        return OpenAITarget(base_url=f"{base.rstrip('/')}/{endpoint}/openai/v1", api_key=key, model=model)
+        live = _live_target(config, "runpod")
+        route = f"{(live.base_url or '').rstrip('/')}/{live.endpoint_id}/openai/v1"
+        return OpenAITarget(base_url=route, api_key=live.api_key(), model=model)
     base = (
         config.getoption("--openai-base-url")
         or (config.getoption("--base-url") if _target(config) == "openai" else None)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance.check import CheckRun, StageResult, Target, resolve_target
-from harness.conformance.checkreport import write_check_report
+from harness.check import CheckRun, StageResult
+from harness.check.report import write_check_report
+from harness.targets import Target, resolve_target
 from tests.realsystems import tiny_tmpfs
 
 ROOT = Path(__file__).parent.parent
@@ -94,7 +95,7 @@ def test_the_key_is_read_from_the_variable_named_and_never_printed(tmp_path: Pat
 
 
 def test_a_missing_suite_is_not_checked_and_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.conformance.check import suite_stage
+    from harness.check.stages import suite_stage
 
     stage = suite_stage(Target("emulator"), tmp_path, None, "emulator", lambda _: None)
     assert stage.verdict == "NOT CHECKED" and "no conformance suite found" in stage.summary
@@ -258,7 +259,7 @@ import sys
 
 class CtrlC:  # a Ctrl-C that lands while the command line's modules load
     def find_spec(self, name, path=None, target=None):
-        if name == "harness.conformance.check":
+        if name == "harness.check.run":
             raise KeyboardInterrupt
 
 

@@ -2,8 +2,9 @@
 layout section names exactly the modules the tree has.
 
 core (pure) < clients, load.driver/load.http (I/O loops; neither imports the other), reporting (the files and
-streams every report goes through) < emulator (core only) < conformance, load, preflight < cli, pytest_plugin.
-Imports under ``if TYPE_CHECKING:`` are type-only and exempt.
+streams every report goes through), targets (a target named once) < emulator (core only) < conformance, load,
+preflight (none imports another: what two of them share goes below) < check (the main job, drawing on all three) <
+cli, pytest_plugin. Imports under ``if TYPE_CHECKING:`` are type-only and exempt.
 """
 
 from __future__ import annotations
@@ -58,15 +59,18 @@ def imports(path: Path) -> set[str]:
     return {m for m in found if m in MODULES}
 
 
+BELOW_USERS = {"core", "clients", "driver", "reporting", "targets", "emulator"}
 ALLOWED = {
     "core": {"core"},
     "clients": {"core", "clients"},
     "driver": {"core", "driver"},
     "reporting": {"core", "reporting"},
+    "targets": {"core", "targets"},
     "emulator": {"core", "emulator"},
-    **{g: {"core", "clients", "driver", "reporting", "emulator", *USERS} for g in USERS},
-    "cli": {"core", "clients", "driver", "reporting", "emulator", *USERS, "cli"},
-    "pytest_plugin": {"core", "clients", "driver", "reporting", "emulator", *USERS},
+    **{g: {*BELOW_USERS, g} for g in USERS},  # never a sibling
+    "check": {*BELOW_USERS, *USERS, "check"},
+    "cli": {*BELOW_USERS, *USERS, "check", "cli"},
+    "pytest_plugin": {*BELOW_USERS, *USERS},
 }
 
 
@@ -105,6 +109,7 @@ def test_the_checker_catches_a_bad_import(tmp_path: Path) -> None:
     assert imports(bad) == {"harness.clients.runpod"}  # the type-only import is exempt
     assert group("harness.clients.runpod") not in ALLOWED["emulator"]
     assert group("harness.load.driver") not in ALLOWED["clients"] and "clients" not in ALLOWED["driver"]
+    assert group("harness.load.report") not in ALLOWED[group("harness.conformance.compare")]  # siblings apart
 
 
 def test_readme_layout_names_every_module() -> None:

@@ -182,7 +182,7 @@ def test_javascript_early_exits_fail_under_bubblewrap(attack: str) -> None:
 
 
 def test_a_suite_whose_only_problems_are_ours_is_an_error_not_a_fail(tmp_path: Path) -> None:
-    from harness.conformance import check
+    from harness.check import stages as check
 
     junit = tmp_path / "j.xml"
     ours = '<testcase classname="a" name="t1"><error message="the sandbox could not start python"/></testcase>'

@@ -16,7 +16,7 @@ import pytest
 
 from harness import ConfigError, JobStatus, RunPodClient, StatusError, WorkerError, extract
 from harness.cli import main
-from harness.conformance.check import find_suite
+from harness.conformance.suite import find_suite
 from harness.conformance.tasks import load_cases, scripted_rules
 from tests.realsystems import ROOT, runpod_python
 

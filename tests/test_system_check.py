@@ -27,7 +27,7 @@ def free_port() -> int:
 
 def reference_worker() -> list[str]:
     """The reference worker as a real worker file under the runpod SDK, answering the task cases' good answers."""
-    from harness.conformance.check import find_suite
+    from harness.conformance.suite import find_suite
     from harness.conformance.tasks import load_cases, scripted_rules
     from tests.realsystems import runpod_python
 

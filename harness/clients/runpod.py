@@ -36,11 +36,11 @@ from harness.core.health import Health
 from harness.core.jobs import Job, JobStatus, raise_for_job
 from harness.core.polling import PollPolicy, RetryPolicy
 from harness.core.waiting import LONG_POLL_MS, FetchHealth, Finished, GiveUp, JobWait, Poll, Sleep
-from harness.core.wire import auth_headers, check_id, job_body, runpod_hint
+from harness.core.wire import RUNPOD_BASE_URL, auth_headers, check_id, job_body, runpod_hint
 
 __all__ = ["DEFAULT_BASE_URL", "Endpoint", "RunPodClient"]
 
-DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
+DEFAULT_BASE_URL = RUNPOD_BASE_URL
 _GRACE_S = 2.0  # an HTTP call may end this much after its job's deadline (the poll in flight when it passed)
 _CANCEL_S = 10.0
 log = logging.getLogger("harness.clients.runpod")

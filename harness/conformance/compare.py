@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.conformance.check import find_suite
 from harness.conformance.contenders import Contender, Reply, Sampling
+from harness.conformance.suite import find_suite
 from harness.conformance.tasks import TASKS, Answer, TaskCase, grade, load_cases
 from harness.core.errors import ConfigError, ConnectError, DiagnosedTimeout, HarnessError, RequestTimeout
 from harness.core.scrub import scrub

@@ -1,37 +1,22 @@
-"""The main job's probes: every output era through the real client, and a cold/hot latency probe.
-
-Each probe returns rows (no printing here); the CLI renders them. Against the emulator each era gets
-its own worker configuration, as a RunPod endpoint gets one worker-vllm version."""
+"""The main job's shape probes: every output era through the real client, and an OpenAI-compatible server's own
+shapes. Each probe returns rows (no printing here). Against the emulator each era gets its own worker
+configuration, as a RunPod endpoint gets one worker-vllm version."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import RunPodClient
-from harness.core.errors import DiagnosedTimeout, HarnessError, RequestTimeout, StreamStalled
+from harness.core.errors import HarnessError
+from harness.core.errortext import one_line, timed_out
+from harness.core.prompts import SMOKE_CHAT
 from harness.core.shapes import extract
-from harness.load.phases import PhasePlan, confirm
-from harness.load.records import LoadRecord, RecordWriter
 
-__all__ = [
-    "ERA_CASES",
-    "LatencyRow",
-    "ProbeRow",
-    "latency_probe",
-    "openai_shape_cases",
-    "openai_timing_probe",
-    "probe_case",
-    "probe_cases",
-    "timed_out",
-]
-
-CHAT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+__all__ = ["ERA_CASES", "ProbeRow", "openai_shape_cases", "probe_case", "probe_cases"]
 
 
 def _upstream() -> dict[str, Any]:
@@ -43,7 +28,7 @@ def _upstream() -> dict[str, Any]:
 
 # (label, worker options, job input, expected shape)
 ERA_CASES: tuple[tuple[str, dict[str, Any], dict[str, Any], str], ...] = (
-    ("native", {}, {"messages": CHAT, "sampling_params": {"max_tokens": 64}}, "vllm-native-tokens"),
+    ("native", {}, {"messages": SMOKE_CHAT, "sampling_params": {"max_tokens": 64}}, "vllm-native-tokens"),
     (
         "native stream n=2",
         {},
@@ -56,7 +41,7 @@ ERA_CASES: tuple[tuple[str, dict[str, Any], dict[str, Any], str], ...] = (
     (
         "openai chat",
         _upstream(),
-        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT}},
+        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": SMOKE_CHAT}},
         "openai-chat-completion",
     ),
     (
@@ -68,19 +53,19 @@ ERA_CASES: tuple[tuple[str, dict[str, Any], dict[str, Any], str], ...] = (
     (
         "openai stream raw (E)",
         _upstream(),
-        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT, "stream": True}},
+        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": SMOKE_CHAT, "stream": True}},
         "openai-sse-events",
     ),
     (
         "openai stream dicts (E)",
         {"raw_openai_output": False, **_upstream()},
-        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT, "stream": True}},
+        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": SMOKE_CHAT, "stream": True}},
         "openai-chunk-lists",
     ),
     (
         "openai stream (F)",
         {"openai_era": "F", **_upstream()},
-        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": CHAT, "stream": True}},
+        {"openai_route": "/v1/chat/completions", "openai_input": {"messages": SMOKE_CHAT, "stream": True}},
         "openai-sse-text",
     ),
     ("openai models", _upstream(), {"openai_route": "/v1/models"}, "openai-models"),
@@ -95,25 +80,6 @@ class ProbeRow:
     detail: str
     delay_ms: int | None = None
     execution_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyRow:
-    phase: str
-    e2e_ms: float
-    delay_ms: int | None
-    execution_ms: int | None
-    confirmed: bool | None = None
-
-
-def timed_out(exc: BaseException) -> bool:
-    """The endpoint did not answer in time: asking it more would only wait out more deadlines."""
-    return isinstance(exc, (RequestTimeout, StreamStalled, DiagnosedTimeout))
-
-
-def _said(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:400]
 
 
 async def probe_case(
@@ -133,7 +99,7 @@ async def probe_cases(
             job = await rp.run(job_input, timeout=timeout)
             got = extract(job.output)
         except HarnessError as exc:
-            rows.append(ProbeRow(label, False, "-", _said(exc)))
+            rows.append(ProbeRow(label, False, "-", one_line(exc)))
             if timed_out(exc):
                 return rows, f"{len(cases) - len(rows)} case(s) not asked: {label} timed out"
             continue
@@ -154,69 +120,6 @@ def _shape_row(label: str, got: Any, expected: str | None, job: Any) -> ProbeRow
     return ProbeRow(label, ok, got.shape, detail, job.delay_time_ms, job.execution_time_ms)
 
 
-async def latency_probe(
-    rp: RunPodClient,
-    *,
-    idle_timeout_s: float,
-    timeout: float,
-    run_dir: str | Path | None = None,
-    hot: int = 2,
-    warm: int = 2,
-    progress: Callable[[str], None] = lambda _: None,
-) -> tuple[list[LatencyRow], str | None]:
-    """Cold, hot and warm requests by the phase plan (harness.load.phases), each label checked against
-    /health just before it. The first step's wait is skipped on an endpoint already at zero workers.
-    With ``run_dir``, every request is also written as a LoadRecord for ``devai-harness report`` (its begun
-    marker before it is sent, so a run killed mid-request shows it lost). A request that fails ends the probe: the
-    rows so far, and what the failure said."""
-    writer = RecordWriter(run_dir) if run_dir is not None else None
-    steps = PhasePlan(idle_timeout_s=idle_timeout_s, rounds=1, warm=warm, hot=hot).steps()
-    rows: list[LatencyRow] = []
-    job_input = {"messages": CHAT, "sampling_params": {"max_tokens": 32}}
-    last_end: float | None = None
-    try:
-        for i, step in enumerate(steps, 1):
-            health = await rp.health()
-            if i > 1 or health.workers.total > 0:
-                progress(f"latency: waiting {step.wait_s:g} s before a {step.phase} request")
-                await rp.clock.sleep(step.wait_s)
-                health = await rp.health()
-            progress(f"latency: {step.phase} request {i}/{len(steps)}")
-            workers = {k: getattr(health.workers, k) for k in ("idle", "running", "initializing", "unhealthy")}
-            gap = None if last_end is None else time.monotonic() - last_end
-            rec = None
-            if writer is not None:
-                seq = writer.next_seq()  # begun before it is sent
-                rec = LoadRecord(writer.pid, seq, "latency", step.phase, time.time(), workers_before=workers)
-                rec.anomalies = list(health.anomalies)
-            t0 = time.perf_counter()
-            try:
-                job = await rp.run(job_input, timeout=timeout)
-            except HarnessError as exc:
-                if writer is not None and rec is not None:
-                    rec.e2e_s = time.perf_counter() - t0
-                    rec.status, rec.error, rec.error_message = "error", type(exc).__name__, _said(exc)
-                    writer.write(rec)
-                return rows, f"the {step.phase} request failed: {_said(exc)}"
-            e2e = time.perf_counter() - t0
-            last_end = time.monotonic()
-            confirmed, evidence = confirm(step.phase, workers, gap, hot_gap_s=0.5)
-            rows.append(LatencyRow(step.phase, e2e * 1000, job.delay_time_ms, job.execution_time_ms, confirmed))
-            if writer is not None and rec is not None:
-                rec.e2e_s, rec.delay_ms, rec.execution_ms = e2e, job.delay_time_ms, job.execution_time_ms
-                rec.confirmed, rec.evidence, rec.worker_id = (
-                    confirmed,
-                    f"{evidence}; delayTime {job.delay_time_ms} ms",
-                    job.worker_id,
-                )
-                rec.anomalies += job.anomalies
-                writer.write(rec)
-    finally:
-        if writer is not None:
-            writer.close()
-    return rows, None
-
-
 async def openai_shape_cases(oa: OpenAIClient, model: str) -> tuple[list[ProbeRow], str | None]:
     """The OpenAI-compatible server's own shapes: /v1/models lists the model; a chat streams and a chat does not.
     After a request that timed out the rest are not asked."""
@@ -228,14 +131,14 @@ async def openai_shape_cases(oa: OpenAIClient, model: str) -> tuple[list[ProbeRo
             ProbeRow("models", listed, "openai-models", f"lists {models[:5]}" + ("" if listed else " (not ours)"))
         )
     except HarnessError as exc:
-        rows.append(ProbeRow("models", False, "-", _said(exc)))
+        rows.append(ProbeRow("models", False, "-", one_line(exc)))
         if timed_out(exc):
             return rows, "2 case(s) not asked: models timed out"
     for label, stream in (("chat stream", True), ("chat whole", False)):
         try:
-            c = await oa.chat(CHAT, model=model, stream=stream, max_tokens=32)
+            c = await oa.chat(SMOKE_CHAT, model=model, stream=stream, max_tokens=32)
         except HarnessError as exc:
-            rows.append(ProbeRow(label, False, "-", _said(exc)))
+            rows.append(ProbeRow(label, False, "-", one_line(exc)))
             if timed_out(exc):
                 return rows, f"{3 - len(rows)} case(s) not asked: {label} timed out"
             continue
@@ -245,44 +148,3 @@ async def openai_shape_cases(oa: OpenAIClient, model: str) -> tuple[list[ProbeRo
             detail += "; " + "; ".join(f.code for f in c.findings)
         rows.append(ProbeRow(label, bool(c.text or c.finish_reason), shape, detail))
     return rows, None
-
-
-async def openai_timing_probe(
-    oa: OpenAIClient,
-    model: str,
-    *,
-    run_dir: str | Path,
-    streams: int = 5,
-    whole: int = 2,
-    progress: Callable[[str], None] = lambda _: None,
-) -> tuple[list[LoadRecord], str | None]:
-    """Sequential streamed and whole chats, each written as a LoadRecord (TTFT, gaps, tokens, errors by cause):
-    the server's timing at concurrency 1 (the load tests measure it under load). A request that timed out ends
-    it (the second value says so)."""
-    records = []
-    with RecordWriter(run_dir) as writer:
-        for i in range(streams + whole):
-            stream = i < streams
-            progress(f"timing: {'stream' if stream else 'whole'} request {i + 1}/{streams + whole}")
-            rec = LoadRecord(
-                process=writer.pid,
-                seq=writer.next_seq(),
-                label="streaming" if stream else "chat",
-                phase="stream" if stream else "chat",
-                start_unix=time.time(),
-                concurrency=1,
-            )
-            try:
-                t = (await oa.chat(CHAT, model=model, stream=stream, max_tokens=64)).timing
-                rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
-                rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
-            except HarnessError as exc:
-                rec.status, rec.error, rec.error_message = "error", type(exc).__name__, _said(exc)[:300]
-                writer.write(rec)
-                records.append(rec)
-                if timed_out(exc):
-                    return records, f"request {i + 1} timed out: {_said(exc)}"
-                continue
-            writer.write(rec)
-            records.append(rec)
-    return records, None

@@ -20,6 +20,7 @@ from harness.core.polling import parse_retry_after
 from harness.core.scrub import Redactor
 
 __all__ = [
+    "RUNPOD_BASE_URL",
     "USER_AGENT",
     "Redactor",
     "auth_headers",
@@ -36,6 +37,9 @@ __all__ = [
 USER_AGENT = "devai-harness"
 _BODY_SUMMARY = 300
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+RUNPOD_BASE_URL = "https://api.runpod.ai/v2"  # RunPod's queue API (serverless endpoints)
 
 
 def check_id(kind: str, value: Any) -> str:

@@ -36,6 +36,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.core.errors import ConfigError, HarnessError, JobError, JobFailed, OutputError, StatusError
 from harness.core.polling import FailureBackoff, PollPolicy
+from harness.core.prompts import SMOKE_CHAT
 from harness.core.scrub import register, secrets_in
 from harness.core.shapes import extract
 from harness.load.driver import SyncOpenAI, SyncRunPod
@@ -47,10 +48,7 @@ from harness.reporting.stdio import ScrubbedStream
 
 __all__ = ["ArrivalUser", "CapacityUser", "ChatUser", "LatencyUser", "StepShape", "StreamingUser"]
 
-PROMPT = {
-    "messages": [{"role": "user", "content": "Write a Python function that reverses a string."}],
-    "sampling_params": {"max_tokens": 64},
-}
+PROMPT = {"messages": SMOKE_CHAT, "sampling_params": {"max_tokens": 64}}
 
 
 @events.init_command_line_parser.add_listener
@@ -517,7 +515,7 @@ class StreamingUser(_Careful):
         users = _run.get("users") or (self.environment.runner.user_count if self.environment.runner else 1)
         label, phase = ("streaming", "stream") if self.streaming else ("chat", "chat")
         with _measured(self.environment, label=label, phase=phase, concurrency=users) as rec:
-            messages: list[dict[str, Any]] = PROMPT["messages"]  # type: ignore[assignment]
+            messages = SMOKE_CHAT
             model = _model(self.environment, self.oa)
             send = self.oa.chat_stream if self.streaming else self.oa.chat
             t = send(messages, model=model, max_tokens=64).timing

@@ -15,7 +15,7 @@ from harness.reporting.html import checks_html, render_page, table
 from harness.reporting.junit import JUnitCase, write_junit
 
 if TYPE_CHECKING:
-    from harness.conformance.check import CheckRun
+    from harness.check.results import CheckRun
 
 __all__ = ["write_check_report"]
 

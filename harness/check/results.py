@@ -1,0 +1,63 @@
+"""The main job's typed results: a stage's verdict, summary and rows, and the run that holds them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.core.verdict import Verdict
+from harness.targets import Target
+
+__all__ = ["CheckRun", "StageResult"]
+
+PASS, FAIL, NOT_CHECKED, NA, ERROR = Verdict.PASS, Verdict.FAIL, Verdict.NOT_CHECKED, Verdict.NA, Verdict.ERROR
+
+
+@dataclass(slots=True)
+class StageResult:
+    name: str
+    verdict: str
+    summary: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in (PASS, NA)
+
+
+@dataclass(slots=True)
+class CheckRun:
+    target: Target
+    run_dir: Path
+    started_at: str
+    stages: list[StageResult] = field(default_factory=list)
+    report: dict[str, Path] = field(default_factory=dict)
+    interrupted: str | None = None  # what it was doing when Ctrl-C came
+    requests: dict[str, Any] | None = None  # the recorded requests' report (checks, phases), once written
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.stages) and all(s.ok for s in self.stages) and self.interrupted is None
+
+    @property
+    def verdict(self) -> str:
+        verdicts = Counter(s.verdict for s in self.stages)
+        if self.ok:
+            return PASS
+        if ERROR in verdicts or self.interrupted:
+            return ERROR if FAIL not in verdicts else FAIL
+        return NOT_CHECKED if set(verdicts) <= {PASS, NA, NOT_CHECKED} else FAIL
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": asdict(self.target),
+            "run_dir": str(self.run_dir),
+            "started_at": self.started_at,
+            "verdict": self.verdict,
+            "interrupted": self.interrupted,
+            "stages": [asdict(s) for s in self.stages],
+        }
