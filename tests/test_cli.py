@@ -225,6 +225,7 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         yield place
 
 
+@pytest.mark.system  # a whole check run (10 s): a slow hostile case
 def test_a_full_disk_is_one_line_naming_the_folder(full_disk: Path, tmp_path: Path) -> None:
     config = tmp_path / "fast.yaml"
     config.write_text("emulator:\n  cold_start: 0.2\n  idle_timeout_s: 1\n  worker: {tokens_per_s: 1000}\n")

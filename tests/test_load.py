@@ -332,6 +332,7 @@ def test_a_phase_with_nothing_confirmed_does_not_pass_its_label_check() -> None:
     assert dict((n, ok) for n, ok, _ in ordering_checks({"cold": confirmed}))["cold: every label confirmed"]
 
 
+@pytest.mark.system  # 15 s of connection retries: a slow hostile case
 def test_latency_against_a_dead_port_stops_after_its_first_failures(tmp_path: Path) -> None:
     """It ran its whole schedule before (7 connection refusals, tens of seconds); now the first 3 stop it."""
     with socket.socket() as s:
