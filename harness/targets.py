@@ -109,4 +109,3 @@ def resolve_target(
         raise ConfigError("--target openai needs --base-url URL (e.g. http://127.0.0.1:8000/v1) or OPENAI_BASE_URL")
     key_env = api_key_env or "OPENAI_API_KEY"
     return Target(kind, check_url("--base-url", given), api_key_env=key_env, model=model or env.get("OPENAI_MODEL"))
-

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.core.verdict import Verdict
-from harness.load.report import load_sections, plots, report_data, scan
+from harness.load.plots import plots
+from harness.load.report import load_sections, report_data
+from harness.load.scan import scan
 from harness.reporting.files import write_json, write_text
 from harness.reporting.html import checks_html, render_page, table
 from harness.reporting.junit import JUnitCase, write_junit

@@ -1,24 +1,16 @@
 """``devai-harness report RUN_DIR [RUN_DIR...]``: JSON, CSV, JUnit and one self-contained HTML page with plots.
 
-The records are streamed once (:func:`scan`): per-phase columns of floats, the CSV written as they pass, so a
-100,000-request run reports in seconds within a few hundred MB (benchmarks/report_scale.py keeps the figure).
-Plots stay readable at any size: latency per phase (box + a sample of points, log scale), a timeline of
-e2e percentile bands over time bins with the request rate (every request drawn only when there are few), and
-the capacity curve. RunPod runs get the cost section; OpenAI-compatible runs get TTFT, TPOT, ITL and tokens/s.
+The records are read once (:mod:`harness.load.scan`), the plots drawn by :mod:`harness.load.plots`; here, the
+checks a run must pass, the capacity steps, the cost, and the page. RunPod runs get the cost section;
+OpenAI-compatible runs get TTFT, TPOT, ITL and tokens/s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import html
 import json
-import math
-import random
-from array import array
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,77 +18,16 @@ from harness.core.errors import ConfigError
 from harness.load.cost import CostModel, what_if
 from harness.load.lag import TRUSTED_LAG_MS
 from harness.load.metrics import PhaseStats, percentiles
-from harness.load.records import FIELDS, Contributor, contributors_from, iter_records, record_files
-from harness.reporting.files import write_json, write_streamed, write_text
-from harness.reporting.html import checks_html, fmt, png_data_uri, render_page, table
+from harness.load.plots import plots
+from harness.load.records import Contributor, record_files
+from harness.load.scan import OPENAI_LABELS, RUNPOD_LABELS, RunData, scan
+from harness.reporting.files import write_json, write_text
+from harness.reporting.html import checks_html, fmt, render_page, table
 from harness.reporting.junit import JUnitCase, write_junit
 
-__all__ = [
-    "RunData",
-    "build_report",
-    "load_sections",
-    "ordering_checks",
-    "plots",
-    "report_data",
-    "report_lines",
-    "scan",
-]
+__all__ = ["build_report", "load_sections", "ordering_checks", "report_data", "report_lines"]
 
-COLORS = {"cold": "#1f77b4", "warm": "#ff7f0e", "hot": "#2ca02c", "stream": "#9467bd", "chat": "#8c564b"}
-RUNPOD_LABELS = frozenset({"latency", "capacity", "arrivals"})
-OPENAI_LABELS = frozenset({"streaming", "chat"})
-_JSON_COLUMNS = tuple(i for i, f in enumerate(FIELDS) if f in ("gaps_s", "workers_before"))  # lists and dicts
-_DRAW_ALL = 2000  # up to this many requests every one is drawn; beyond, percentile bands and a sample
 _MIN_GAP_S = 0.02
-
-
-@dataclass(slots=True)
-class RunData:
-    phases: dict[str, PhaseStats] = field(default_factory=dict)
-    sources: Counter[str] = field(default_factory=Counter)  # "host pid" -> records
-    starts: array[float] = field(default_factory=lambda: array("d"))  # every request, in file order
-    e2e: array[float] = field(default_factory=lambda: array("d"))  # NaN for a failed request
-    phase_of: list[str] = field(default_factory=list)
-    ready: list[tuple[float, int]] = field(default_factory=list)  # (start, ready workers seen before it)
-    labels: Counter[str] = field(default_factory=Counter)
-    contributors: list[Contributor] = field(default_factory=list)
-
-    @property
-    def records(self) -> int:
-        return len(self.starts)
-
-
-def scan(run_dirs: str | Path | Sequence[str | Path], csv_path: Path | None = None) -> RunData:
-    """One pass over every record; the CSV (one row per request) is written on the way."""
-    data = RunData()
-    with contextlib.ExitStack() as stack:
-        writer = None
-        if csv_path is not None:  # the records' fields were scrubbed when they were written
-            writer = csv.writer(stack.enter_context(write_streamed(csv_path, "w", newline="", encoding="utf-8")))
-            writer.writerow(FIELDS)
-        begun: dict[Path, set[int]] = {}
-        counts: dict[Path, int] = {}
-        torn: dict[Path, int] = {}
-        for r in iter_records(run_dirs, begun, counts, torn):
-            phase = str(r["phase"])
-            stats = data.phases.get(phase) or data.phases.setdefault(phase, PhaseStats(phase))
-            stats.add(r)
-            data.labels[str(r["label"])] += 1
-            data.sources[f"{r.get('host') or '?'} {r['process']}"] += 1
-            data.starts.append(float(r["start_unix"]))
-            e2e = r.get("e2e_s")
-            data.e2e.append(float(e2e) if r.get("status") == "ok" and isinstance(e2e, (int, float)) else math.nan)
-            data.phase_of.append(phase)
-            workers = r.get("workers_before") or {}
-            if workers:
-                data.ready.append((float(r["start_unix"]), (workers.get("idle") or 0) + (workers.get("running") or 0)))
-            if writer is not None:
-                row = [r.get(k) for k in FIELDS]
-                for i in _JSON_COLUMNS:
-                    row[i] = json.dumps(row[i]) if row[i] is not None else None
-                writer.writerow(row)
-    data.contributors = contributors_from(begun, counts, torn)
-    return data
 
 
 # --- verdicts ------------------------------------------------------------------------------
@@ -192,92 +123,6 @@ def _cost(summary: dict[str, Any], data: RunData, price: float, idle: float, rat
         "what_if": what_if(model),
         "measured_execution": exec_ms > 0,
     }
-
-
-# --- plots ---------------------------------------------------------------------------------
-
-
-def _sample(values: Sequence[float], k: int, rng: random.Random) -> list[float]:
-    return list(values) if len(values) <= k else rng.sample(list(values), k)
-
-
-def plots(data: RunData, capacity: list[dict[str, Any]]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out: dict[str, str] = {}
-    rng = random.Random(0)
-    phases = [p for p, s in data.phases.items() if len(s.e2e)]
-    if phases:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.boxplot([[v * 1000 for v in data.phases[p].e2e] for p in phases], tick_labels=phases, showfliers=False)
-        for i, p in enumerate(phases, 1):
-            ys = [v * 1000 for v in _sample(data.phases[p].e2e, 1500, rng)]
-            xs = [i + rng.uniform(-0.15, 0.15) for _ in ys]
-            ax.scatter(xs, ys, s=8, alpha=0.5, color=COLORS.get(p, "#555"))
-        ax.set_ylabel("end-to-end ms (log)")
-        ax.set_yscale("log")
-        ax.set_title("Latency per phase (box: quartiles and 1.5 IQR; points: up to 1,500 requests per phase)")
-        out["latency"] = png_data_uri(fig)
-        out["timeline"] = _timeline(data, plt)
-    if capacity:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        xs = [c["load"] for c in capacity]
-        ax.plot(xs, [c["throughput_per_s"] for c in capacity], marker="o", label="throughput (req/s)")
-        ax.plot(xs, [c["goodput_per_s"] for c in capacity], marker="s", label="goodput (req/s within SLO)")
-        ax2 = ax.twinx()
-        ax2.plot(xs, [(c["p95_s"] or 0) * 1000 for c in capacity], marker="^", color="red", label="p95 e2e ms")
-        ax2.set_ylabel("p95 ms")
-        ax.set_xlabel("users (closed loop) or arrivals/s (open loop)")
-        ax.legend(loc="upper left", fontsize=8)
-        ax2.legend(loc="lower right", fontsize=8)
-        ax.set_title("Capacity curve")
-        out["capacity"] = png_data_uri(fig)
-    return out
-
-
-def _timeline(data: RunData, plt: Any) -> str:
-    t0 = min(data.starts)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.set_yscale("log")
-    if data.records <= _DRAW_ALL:
-        for phase in dict.fromkeys(data.phase_of):
-            pts = [
-                (s - t0, e * 1000)
-                for s, e, p in zip(data.starts, data.e2e, data.phase_of, strict=True)
-                if p == phase and not math.isnan(e)
-            ]
-            ax.scatter([x for x, _ in pts], [y for _, y in pts], s=14, color=COLORS.get(phase, "#555"), label=phase)
-        ax.set_title("Every request: start time and end-to-end latency")
-    else:
-        bins = 120
-        span = (max(data.starts) - t0) or 1.0
-        buckets: list[list[float]] = [[] for _ in range(bins)]
-        counts = [0] * bins
-        for s, e in zip(data.starts, data.e2e, strict=True):
-            b = min(bins - 1, int((s - t0) / span * bins))
-            counts[b] += 1
-            if not math.isnan(e):
-                buckets[b].append(e * 1000)
-        mids = [(i + 0.5) * span / bins for i in range(bins)]
-        for q, style in ((50, "-"), (95, "--"), (99, ":")):
-            ys = [percentiles(b)[f"p{q}"] if b else None for b in buckets]
-            ax.plot([m for m, y in zip(mids, ys, strict=True) if y], [y for y in ys if y], style, label=f"p{q}")
-        ax2 = ax.twinx()
-        ax2.bar(mids, [c / (span / bins) for c in counts], width=span / bins, alpha=0.15, color="gray")
-        ax2.set_ylabel("requests/s started")
-        ax.set_title(f"{data.records:,} requests: e2e percentiles per time bin ({span / bins:.2f} s)")
-    if data.ready:
-        ax3 = ax.twinx()
-        pts = sorted(data.ready)
-        ax3.step([p[0] - t0 for p in pts], [p[1] for p in pts], where="post", color="black", linestyle="--")
-        ax3.set_ylabel("ready workers before a request")
-    ax.set_xlabel("seconds since the first request")
-    ax.set_ylabel("end-to-end ms (log)")
-    ax.legend(loc="upper left", fontsize=8)
-    return png_data_uri(fig)
 
 
 # --- the report ----------------------------------------------------------------------------
