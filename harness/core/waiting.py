@@ -20,6 +20,7 @@ diagnosis. :meth:`timeout_error` is the one builder of the timeout error: typed 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from harness.core.errors import (
@@ -44,6 +45,7 @@ __all__ = [
     "JobWait",
     "Poll",
     "Sleep",
+    "State",
 ]
 
 LONG_POLL_MS = (1000, 300_000)  # the platform's accepted range for ?wait=
@@ -97,6 +99,23 @@ class GiveUp:
 Action = Poll | Sleep | FetchHealth | Finished | GiveUp
 
 
+class State(enum.Enum):
+    """Where a wait is; :meth:`JobWait.next` turns it into an action, what is seen moves it on:
+
+    POLL --job_seen--> HEALTH (a snapshot is due) | JUDGE | FINISHED (the job is terminal)
+    HEALTH --health_seen--> JUDGE
+    JUDGE --next--> POLL (after a Sleep, or at once when the server held the request) | DONE (GiveUp)
+    FINISHED --next--> DONE (Finished)
+    POLL --status_sync_refused--> POLL (without the long poll)
+    """
+
+    POLL = "poll"
+    HEALTH = "health"
+    JUDGE = "judge"
+    FINISHED = "finished"
+    DONE = "done"
+
+
 class JobWait:
     """One job's wait. ``long_poll``: True/False when known for this endpoint, None to find out."""
 
@@ -119,7 +138,7 @@ class JobWait:
         self.long_poll = long_poll
         self.dog = Watchdog(stuck_after_s=stuck_after_s, started_at=started_at, health_every_s=health_every_s)
         self.polls = 0
-        self._state = "poll"  # poll | health | judge | sleep | done
+        self.state = State.POLL
         self._attempt = 0
         self._job: Job | None = None
         self._seen_at = started_at
@@ -128,15 +147,15 @@ class JobWait:
     # --- what to do ---------------------------------------------------------------------
 
     def next(self, now: float) -> Action:
-        if self._state == "done":
+        if self.state is State.DONE:
             raise RuntimeError("the wait is over")
-        if self._state == "poll":
+        if self.state is State.POLL:
             return Poll(self._wait_ms(now))
-        if self._state == "health":
+        if self.state is State.HEALTH:
             return FetchHealth()
-        if self._state == "finished":
+        if self.state is State.FINISHED:
             assert self._job is not None
-            self._state = "done"
+            self.state = State.DONE
             return Finished(self._job)
         return self._judge()
 
@@ -153,10 +172,10 @@ class JobWait:
         if verdict is None and now >= self.deadline:
             verdict = self.dog.final_verdict(now)
         if verdict is not None:
-            self._state = "done"
+            self.state = State.DONE
             health = self.dog.snapshots[-1] if self.dog.snapshots else None  # the state that mattered
             return GiveUp(self._job, verdict, health, now - self.started_at)
-        self._state = "poll"
+        self.state = State.POLL
         if self._held:  # the server already waited for us: look again at once
             return self.next(now)
         delay = self.poll.next_delay(self._attempt, self.deadline - now)
@@ -173,7 +192,7 @@ class JobWait:
         if held and self.long_poll is None:
             self.long_poll = True
         if job.terminal:
-            self._state = "finished"
+            self.state = State.FINISHED
             return
         if progressed or held:
             self._attempt = 0
@@ -181,12 +200,12 @@ class JobWait:
         last = self.dog.snapshots[-1].taken_at if self.dog.snapshots else None
         stale = last is None or now - last >= self.health_every_s
         # The final verdict needs a current snapshot.
-        self._state = "health" if self.dog.wants_health(now) or (now >= self.deadline and stale) else "judge"
+        self.state = State.HEALTH if self.dog.wants_health(now) or (now >= self.deadline and stale) else State.JUDGE
 
     def health_seen(self, health: Health | None) -> None:
         if health is not None:
             self.dog.observe_health(health)
-        self._state = "judge"
+        self.state = State.JUDGE
 
     def status_sync_refused(self, status_code: int) -> bool:
         """/status-sync answered an error. True: the endpoint has no such route (404/405 before it ever
@@ -194,7 +213,7 @@ class JobWait:
         if self.long_poll or status_code not in (404, 405):
             return False
         self.long_poll = False
-        self._state = "poll"
+        self.state = State.POLL
         return True
 
     # --- the end ------------------------------------------------------------------------
