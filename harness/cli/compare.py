@@ -1,4 +1,4 @@
-"""``devai-harness compare NAME=KIND:WHERE[#MODEL] ...``: its arguments and what it prints (cli.py registers it).
+"""``devai-harness compare NAME=KIND:WHERE[#MODEL] ...``: its arguments and what it prints.
 
 Exit codes: 0 compared; 1 NOT CHECKED (fewer than two healthy targets, nothing measured) or ``--fail-if-worse``
 found the named target detectably worse; 2 bad input.
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.cli.args import at_least_one, non_negative, positive, progress
 from harness.conformance.compare import Comparison, Settings, check_inputs, run_compare, select_cases
 from harness.conformance.comparereport import comparison_lines, overall_verdict, summarize, write_comparison
 from harness.conformance.contenders import FORMS, parse_contender, unique
@@ -25,7 +24,7 @@ from harness.conformance.verdicts import worse_than
 from harness.core.errors import ConfigError
 from harness.reporting.files import claim_run_dir, write_text
 
-__all__ = ["add_compare"]
+__all__ = ["add"]
 
 
 def _prices(given: list[str] | None, names: list[str]) -> dict[str, float]:
@@ -56,7 +55,7 @@ def _forms(given: str | None) -> tuple[str, ...] | None:
     return forms
 
 
-def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[str], None]]) -> int:
+def _cmd_compare(args: argparse.Namespace) -> int:
     contenders = [parse_contender(spec) for spec in args.targets]
     unique(contenders)
     names = [c.name for c in contenders]
@@ -96,9 +95,7 @@ def _cmd_compare(args: argparse.Namespace, progress: Callable[[bool], Callable[[
     return 1 if worse else 0
 
 
-def add_compare(sub: Any, *, positive: Any, non_negative: Any, at_least_one: Any, progress: Any) -> None:
-    """The ``compare`` subcommand; the argument types and the progress printer are the CLI's own (one style for
-    every command)."""
+def add(sub: Any) -> None:
     p = sub.add_parser("compare", help="the devai tasks against several targets, side by side, with intervals")
     p.add_argument(
         "targets",
@@ -129,4 +126,4 @@ def add_compare(sub: Any, *, positive: Any, non_negative: Any, at_least_one: Any
         help=f"run model-written code even without a sandbox (env {OPT_IN_ENV}=1)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=functools.partial(_cmd_compare, progress=progress))
+    p.set_defaults(func=_cmd_compare)
