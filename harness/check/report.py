@@ -15,6 +15,7 @@ from harness.load.scan import scan
 from harness.reporting.files import write_json, write_text
 from harness.reporting.html import checks_html, render_page, table
 from harness.reporting.junit import JUnitCase, write_junit
+from harness.reporting.rows import rows_table
 
 if TYPE_CHECKING:
     from harness.check.results import CheckRun
@@ -35,17 +36,11 @@ def write_check_report(run: CheckRun) -> dict[str, Path]:
         stage_rows.append(["(run)", "ERROR", run.interrupted, "-"])
     sections.append(("Stages", table(["stage", "verdict", "summary", "s"], stage_rows)))
     for s in run.stages:
-        if s.name == "suite" and s.rows:
-            failed = [r for r in s.rows if r["outcome"] != "passed"]
-            body = table(["test", "outcome", "message"], [[r["test"], r["outcome"], r["message"]] for r in failed])
-            sections.append((f"Suite: {s.summary}", body if failed else "<p>every test passed</p>"))
-        elif s.name == "shapes" and s.rows:
-            head = ["case", "ok", "shape", "delay ms", "exec ms", "detail"]
-            rows = [[r["label"], r["ok"], r["shape"], r["delay_ms"], r["execution_ms"], r["detail"]] for r in s.rows]
-            sections.append(("Output shapes", table(head, rows)))
-        elif s.name == "semantics" and s.rows:
-            rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"]] for r in s.rows]
-            sections.append((f"Engine semantics: {s.summary}", table(["feature", "layer", "verdict", "detail"], rows)))
+        section = type(s.rows[0]).SECTION if s.rows else None
+        if section is not None:
+            listed = [r for r in s.rows if r.listed()]
+            body = table(*rows_table(listed)) if listed else "<p>every test passed</p>"
+            sections.append((section.format(summary=s.summary), body))
         if s.error:
             sections.append((f"Error in {s.name}", f"<pre>{html.escape(s.error)}</pre>"))
     if any(out.glob("records-*.jsonl")):
@@ -62,7 +57,7 @@ def write_check_report(run: CheckRun) -> dict[str, Path]:
     intro = f"Verdict {verdict}; results in {html.escape(str(out))}."
     write_text(paths["html"], render_page(title, intro, sections))
     write_junit(paths["junit"], "devai-harness check", _junit_cases(run, data))
-    run.report = paths
+    run.report, run.report_json = paths, data
     run.requests = data.get("requests")
     return paths
 
@@ -73,24 +68,7 @@ def _junit_cases(run: CheckRun, data: dict[str, Any]) -> list[JUnitCase]:
         fail = s.summary if s.verdict == FAIL else None
         skip = f"{s.verdict}: {s.summary}" if s.verdict in (NOT_CHECKED, NA) else None
         cases.append(JUnitCase("check.stage", s.name, failure=fail, skipped=skip, error=s.error, time_s=s.seconds))
-        for r in s.rows:
-            if s.name == "suite":
-                outcome = r["outcome"]
-                cases.append(
-                    JUnitCase(
-                        "check.suite",
-                        r["test"],
-                        failure=r["message"] if outcome in ("failure", "error") else None,
-                        skipped=r["message"] if outcome == "skipped" else None,
-                    )
-                )
-            elif s.name == "shapes":
-                cases.append(JUnitCase("check.shapes", r["label"], failure=None if r["ok"] else r["detail"]))
-            elif s.name == "semantics":
-                fail, skip = (r["detail"] if r["status"] == "fail" else None), None
-                if r["status"] in ("unsupported", "not-checked"):
-                    skip = f"{r['status'].upper()}: {r['detail']}"
-                cases.append(JUnitCase(f"check.semantics.{r['layer']}", r["feature"], failure=fail, skipped=skip))
+        cases.extend(case for case in (r.junit() for r in s.rows) if case is not None)
     if run.interrupted:
         cases.append(JUnitCase("check.stage", "run", error=run.interrupted))
     for c in (data.get("requests") or {}).get("checks", []):

@@ -14,11 +14,10 @@ import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.check.results import StageResult
+from harness.check.results import StageResult, SuiteRow
 from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import DEFAULT_BASE_URL, RunPodClient
 from harness.conformance.probe import ERA_CASES, ProbeRow, openai_shape_cases, probe_cases
@@ -102,11 +101,11 @@ def _suite_verdict(junit: Path, rc: int, log: Path) -> StageResult:
             if node is not None:
                 outcome, message = tag, (node.get("message") or "").splitlines()[0][:300] if node.get("message") else ""
                 break
-        rows.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome, "message": message})
-    counts = Counter(r["outcome"] for r in rows)
+        rows.append(SuiteRow(f"{case.get('classname')}::{case.get('name')}", outcome, message))
+    counts = Counter(r.outcome for r in rows)
     summary = ", ".join(f"{n} {k}" for k, n in counts.most_common()) or "no tests ran"
     if not rows or counts["skipped"] == len(rows):
-        reasons = Counter(r["message"] for r in rows).most_common(2)
+        reasons = Counter(r.message for r in rows).most_common(2)
         why = "; ".join(f"{n} x {m}" for m, n in reasons) if reasons else f"pytest exit {rc}"
         return StageResult("suite", NOT_CHECKED, f"{summary}: {why}", rows)
     # A failure is the endpoint's; an error alone is ours (a sandbox that could not start...): never its FAIL.
@@ -122,7 +121,7 @@ def _probe_rows(rows: list[ProbeRow], why_stopped: str | None = None) -> StageRe
     summary = f"{len(rows) - len(bad)}/{len(rows)} cases read and checked"
     if why_stopped:
         summary += f"; {why_stopped}"
-    return StageResult("shapes", FAIL if bad or not rows else PASS, summary, [asdict(r) for r in rows])
+    return StageResult("shapes", FAIL if bad or not rows else PASS, summary, rows)
 
 
 def _latency_rows(rows: list[LatencyRow], failure: str | None) -> StageResult:
@@ -131,8 +130,8 @@ def _latency_rows(rows: list[LatencyRow], failure: str | None) -> StageResult:
     summary = ", ".join(f"{n} {p}" for p, n in labels.items()) or "no request finished"
     summary += f"; {len(bad)} mislabelled" if bad else ""
     if failure:
-        return StageResult("latency", FAIL, f"{summary}; stopped: {failure}", [asdict(r) for r in rows])
-    return StageResult("latency", FAIL if bad else PASS, summary, [asdict(r) for r in rows])
+        return StageResult("latency", FAIL, f"{summary}; stopped: {failure}", rows)
+    return StageResult("latency", FAIL if bad else PASS, summary, rows)
 
 
 Stage = Callable[[], Coroutine[Any, Any, StageResult]]
@@ -232,7 +231,7 @@ async def semantics_stage(target: Target, model: str, timeout: float) -> StageRe
     counts = Counter(f"{v.layer} {v.status}" for v in verdicts)
     summary = f"{said}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     stage = {"READY": PASS, "READY WITH LIMITATIONS": PASS, "NOT READY": FAIL}.get(said, NOT_CHECKED)
-    return StageResult("semantics", stage, summary, [asdict(v) for v in verdicts])
+    return StageResult("semantics", stage, summary, verdicts)
 
 
 PLANS = {"emulator": _emulator_plan, "runpod": _runpod_plan, "runpod-local": _runpod_plan, "openai": _openai_plan}

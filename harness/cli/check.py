@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -17,14 +16,11 @@ from harness.conformance.isolation import OPT_IN_ENV
 from harness.conformance.suite import find_suite
 from harness.core.errors import ConfigError
 from harness.reporting.files import claim_run_dir, write_json
+from harness.reporting.rows import rows_table
 from harness.reporting.tables import text_table
 from harness.targets import TARGET_KINDS, resolve_target
 
 __all__ = ["add"]
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f}"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -65,7 +61,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for c in (run.requests or {}).get("checks", []):
         print(f"  {'PASS' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
     if args.json:
-        write_json(Path(args.json), json.loads(run.report["json"].read_text(encoding="utf-8")))
+        write_json(Path(args.json), run.report_json)
     print(f"\nreport: {run.report['html']} (also {', '.join(p.name for k, p in run.report.items() if k != 'html')})")
     counts = {v: sum(s.verdict == v for s in run.stages) for v in ("PASS", "FAIL", "ERROR", "NOT CHECKED", "N/A")}
     print(f"\nverdict: {run.verdict} (" + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ")")
@@ -77,29 +73,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _print_stage(stage: StageResult) -> None:
     print(f"\n{stage.verdict:<11} {stage.name}: {stage.summary}")
-    if stage.name == "shapes" and stage.rows:
-        rows = [
-            [
-                r["label"],
-                "PASS" if r["ok"] else "FAIL",
-                r["shape"],
-                _ms(r["delay_ms"]),
-                _ms(r["execution_ms"]),
-                r["detail"],
-            ]
-            for r in stage.rows
-        ]
-        print(text_table(["case", "ok", "shape", "delay ms", "exec ms", "detail"], rows))
-    elif stage.name == "latency" and stage.rows:
-        label = {True: "confirmed", False: "MISLABELLED", None: "-"}
-        rows = [
-            [r["phase"], _ms(r["e2e_ms"]), _ms(r["delay_ms"]), _ms(r["execution_ms"]), label[r["confirmed"]]]
-            for r in stage.rows
-        ]
-        print(text_table(["phase", "e2e ms", "delayTime ms", "executionTime ms", "label"], rows))
-    elif stage.name == "semantics" and stage.rows:
-        rows = [[r["feature"], r["layer"], r["status"].upper(), r["detail"][:90]] for r in stage.rows]
-        print(text_table(["feature", "layer", "verdict", "detail"], rows))
+    if stage.rows and type(stage.rows[0]).TERMINAL:
+        print(text_table(*rows_table(stage.rows, width=90)))
     if stage.error:
         print("  " + stage.error.strip().splitlines()[-1])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +25,10 @@ def run_dirs(given: Sequence[str]) -> list[str]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.load.report import build_report, report_lines
+    from harness.load.report import make_report, report_lines
 
     dirs = run_dirs(args.run_dirs)
-    paths = build_report(
+    data, paths = make_report(
         dirs,
         out_dir=args.out,
         price_per_hour=args.price_per_hour,
@@ -37,7 +36,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
         rate_per_s=args.rate,
         slo_p95_s=args.slo_p95,
     )
-    data = json.loads(paths["json"].read_text())
     if len(data["sources"]) > 1:
         print("records from: " + ", ".join(f"{k} ({v})" for k, v in sorted(data["sources"].items())))
     for line in report_lines(data):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import RunPodClient
@@ -15,6 +15,8 @@ from harness.core.errors import HarnessError
 from harness.core.errortext import one_line, timed_out
 from harness.core.prompts import SMOKE_CHAT
 from harness.core.shapes import extract
+from harness.reporting.junit import JUnitCase
+from harness.reporting.rows import ms
 
 __all__ = ["ERA_CASES", "ProbeRow", "openai_shape_cases", "probe_case", "probe_cases"]
 
@@ -74,12 +76,28 @@ ERA_CASES: tuple[tuple[str, dict[str, Any], dict[str, Any], str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ProbeRow:
+    """One output-shape case: a :class:`~harness.reporting.rows.Row`."""
+
     label: str
     ok: bool
     shape: str
     detail: str
     delay_ms: int | None = None
     execution_ms: int | None = None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("case", "ok", "shape", "delay ms", "exec ms", "detail")
+    SECTION: ClassVar[str | None] = "Output shapes"
+    TERMINAL: ClassVar[bool] = True
+
+    def cells(self) -> list[str]:
+        ok = "PASS" if self.ok else "FAIL"
+        return [self.label, ok, self.shape, ms(self.delay_ms), ms(self.execution_ms), self.detail]
+
+    def listed(self) -> bool:
+        return True
+
+    def junit(self) -> JUnitCase | None:
+        return JUnitCase("check.shapes", self.label, failure=None if self.ok else self.detail)
 
 
 async def probe_case(

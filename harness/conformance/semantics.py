@@ -21,7 +21,7 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -33,6 +33,7 @@ from harness.core.limits import parse_json
 from harness.core.polling import RetryPolicy
 from harness.core.sse import SSEEvent, SSEParser
 from harness.core.wire import auth_headers
+from harness.reporting.junit import JUnitCase
 
 __all__ = [
     "FEATURES",
@@ -292,10 +293,27 @@ def check_stream_error_is_json(reply: Reply) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """One feature's verdict: a :class:`~harness.reporting.rows.Row`."""
+
     feature: str
     layer: str  # compat | strict
     status: str  # pass | fail | unsupported | not-checked
     detail: str
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("feature", "layer", "verdict", "detail")
+    SECTION: ClassVar[str | None] = "Engine semantics: {summary}"
+    TERMINAL: ClassVar[bool] = True
+
+    def cells(self) -> list[str]:
+        return [self.feature, self.layer, self.status.upper(), self.detail]
+
+    def listed(self) -> bool:
+        return True
+
+    def junit(self) -> JUnitCase | None:
+        skipped = f"{self.status.upper()}: {self.detail}" if self.status in ("unsupported", "not-checked") else None
+        failure = self.detail if self.status == "fail" else None
+        return JUnitCase(f"check.semantics.{self.layer}", self.feature, failure=failure, skipped=skipped)
 
 
 Probe = Callable[[Prober], Awaitable[str]]

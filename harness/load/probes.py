@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import RunPodClient
@@ -17,17 +18,36 @@ from harness.core.errortext import one_line, timed_out
 from harness.core.prompts import SMOKE_CHAT
 from harness.load.phases import PhasePlan, confirm
 from harness.load.records import LoadRecord, RecordWriter
+from harness.reporting.junit import JUnitCase
+from harness.reporting.rows import ms
 
 __all__ = ["LatencyRow", "latency_probe", "openai_timing_probe"]
 
 
 @dataclass(frozen=True, slots=True)
 class LatencyRow:
+    """One cold, hot or warm request: a :class:`~harness.reporting.rows.Row` (the terminal lists them; the page
+    shows the requests' own report instead)."""
+
     phase: str
     e2e_ms: float
     delay_ms: int | None
     execution_ms: int | None
     confirmed: bool | None = None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("phase", "e2e ms", "delayTime ms", "executionTime ms", "label")
+    SECTION: ClassVar[str | None] = None
+    TERMINAL: ClassVar[bool] = True
+
+    def cells(self) -> list[str]:
+        label = {True: "confirmed", False: "MISLABELLED", None: "-"}[self.confirmed]
+        return [self.phase, ms(self.e2e_ms), ms(self.delay_ms), ms(self.execution_ms), label]
+
+    def listed(self) -> bool:
+        return False
+
+    def junit(self) -> JUnitCase | None:
+        return None
 
 
 async def latency_probe(

@@ -25,7 +25,7 @@ from harness.reporting.files import write_json, write_text
 from harness.reporting.html import checks_html, fmt, render_page, table
 from harness.reporting.junit import JUnitCase, write_junit
 
-__all__ = ["build_report", "load_sections", "ordering_checks", "report_data", "report_lines"]
+__all__ = ["build_report", "load_sections", "make_report", "ordering_checks", "report_data", "report_lines"]
 
 _MIN_GAP_S = 0.02
 
@@ -209,6 +209,29 @@ def build_report(
     slo_p95_s: float = 10.0,
     title: str | None = None,
 ) -> dict[str, Path]:
+    """The report's files (json, csv, html, junit) from the records of ``run_dirs``."""
+    return make_report(
+        run_dirs,
+        out_dir=out_dir,
+        price_per_hour=price_per_hour,
+        idle_timeout_s=idle_timeout_s,
+        rate_per_s=rate_per_s,
+        slo_p95_s=slo_p95_s,
+        title=title,
+    )[1]
+
+
+def make_report(
+    run_dirs: str | Path | Sequence[str | Path],
+    *,
+    out_dir: str | Path | None = None,
+    price_per_hour: float = 2.49,
+    idle_timeout_s: float = 5.0,
+    rate_per_s: float | None = None,
+    slo_p95_s: float = 10.0,
+    title: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The report (what report.json holds) and the files it was written to."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     if not record_files(dirs):  # checked before anything is written
         raise ConfigError(f"{', '.join(map(str, dirs))}: no records-*.jsonl files (run a locustfile with --run-dir)")
@@ -230,7 +253,7 @@ def build_report(
     )
     sections = load_sections(report, plots(data, report["capacity"]))
     write_text(paths["html"], render_page(report["title"], _intro(report), sections))
-    return paths
+    return report, paths
 
 
 def report_data(
