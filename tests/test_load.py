@@ -140,7 +140,7 @@ def _locust(emu: Emulator, locustfile: str, run_dir: Path, *extra: str, timeout:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.system  # a whole locust run (13-18 s): the system stage keeps the offline suite under 2 min
 def test_headless_latency_run_against_the_emulator(tmp_path: Path) -> None:
     """Cold start 2 s, idle timeout 1 s, bounded to 30 s: cold > warm > hot, every label confirmed,
     no errors, report files produced."""
@@ -155,7 +155,7 @@ def test_headless_latency_run_against_the_emulator(tmp_path: Path) -> None:
     assert paths["csv"].read_text().count("\n") == 15 and paths["junit"].exists()
 
 
-@pytest.mark.slow
+@pytest.mark.system  # a whole locust run (13-18 s): the system stage keeps the offline suite under 2 min
 def test_processes_2_records_every_request_exactly_once(tmp_path: Path) -> None:
     with Emulator(cold_start=0.0, max_workers=2, concurrency=4, min_workers=1, worker=INSTANT) as emu:
         out = _locust(
