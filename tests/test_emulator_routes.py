@@ -1,4 +1,4 @@
-"""Every route of ../shared/reference/runpod-serverless.md §1 against the emulator, raw httpx and RunPodClient."""
+"""Every route of docs/reference/runpod-queue.md §1 against the emulator, raw httpx and RunPodClient."""
 
 from __future__ import annotations
 

@@ -119,3 +119,40 @@ def test_readme_layout_names_every_module() -> None:
     for module in set(MODULES) - {"harness"}:
         leaf = module.rsplit(".", 1)[-1]
         assert re.search(rf"\b{re.escape(leaf)}\b", layout), f"README's layout section does not name {module}"
+
+
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 60
+
+
+def test_the_architecture_page_names_the_layers_this_test_enforces() -> None:
+    table = ARCHITECTURE[ARCHITECTURE.index("## Layers") : ARCHITECTURE.index("## The three data paths")]
+    named = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.M))
+    assert named == set(ALLOWED), f"docs/architecture.md's layer table: {sorted(named ^ set(ALLOWED))}"
+
+
+def test_every_module_and_function_over_the_size_rules_is_a_named_exception() -> None:
+    exceptions = ARCHITECTURE[ARCHITECTURE.index("## Exceptions") :]
+    over = []
+    for path in MODULES.values():
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(ROOT).as_posix()
+        if text.count("\n") > MAX_MODULE_LINES and f"`{rel}` (module)" not in exceptions:
+            over.append(f"{rel}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and f"`{rel}:{node.name}` (function)" not in exceptions:
+                    over.append(f"{rel}:{node.name}: {length} lines")
+    assert not over, "over the size rules and not named in docs/architecture.md: " + "; ".join(over)
+
+
+def test_citations_point_inside_the_repository() -> None:
+    """Docstrings cite docs/reference/, never a folder beside the checkout; every field report cited is there."""
+    reports = (ROOT / "docs" / "reference" / "field-reports.md").read_text(encoding="utf-8")
+    outside = "../" + "shared"  # spelled apart: this file names it without citing it
+    for path in [*MODULES.values(), *sorted((ROOT / "tests").glob("*.py"))]:
+        text = path.read_text(encoding="utf-8")
+        assert outside not in text, f"{path.relative_to(ROOT)} cites {outside}"
+        for number in re.findall(r"field reports? (\d{3})", text):
+            assert f"## Field report {number}" in reports, f"{path.relative_to(ROOT)}: field report {number}"

@@ -1,4 +1,4 @@
-"""Every known output shape, from the verbatim examples in ../shared/reference/runpod-serverless.md."""
+"""Every known output shape, from the examples of each era in docs/reference/runpod-queue.md §5."""
 
 from __future__ import annotations
 

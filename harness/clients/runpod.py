@@ -1,7 +1,6 @@
 """Async client for RunPod Serverless queue endpoints: an I/O loop around :mod:`harness.core.waiting`.
 
-What it does that the field reports needed (../shared/seeds/ in the project's history; README "The RunPod
-client"):
+What it does that the field reports needed (docs/reference/field-reports.md; README "The RunPod client"):
 
 * every wait has a wall-clock deadline; at the deadline the job is CANCELLED (it stops billing)
   and a :class:`~harness.core.errors.DiagnosedTimeout` says why: zombie worker, cold start, no

@@ -1,7 +1,7 @@
 """Every known worker output shape -> one :class:`Extracted`.
 
-worker-vllm changed its output format six times (eras A-F, see ../shared/reference/
-runpod-serverless.md §5); clients that parse one of them break on the next. :func:`extract` takes
+worker-vllm changed its output format six times (eras A-F, see docs/reference/runpod-queue.md §5);
+clients that parse one of them break on the next. :func:`extract` takes
 a job's ``output`` (or the whole job dict), recognises the shape, and returns the text of every
 choice, usage with the convention it was counted in, the finish reason and a stable shape name.
 

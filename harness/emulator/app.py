@@ -1,6 +1,6 @@
 """RunPod's queue API as an ASGI app (starlette), over one :class:`Endpoint`.
 
-Routes, field names and codes follow ../shared/reference/runpod-serverless.md §1. Where RunPod
+Routes, field names and codes follow docs/reference/runpod-queue.md §1. Where RunPod
 documents no error body, ours is ``{"error": "..."}`` with the status code that matters.
 """
 

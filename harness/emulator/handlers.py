@@ -1,6 +1,6 @@
 """Loading RunPod handler functions and running one job the way ``runpod.serverless`` does.
 
-Semantics copied from runpod-python (see ../shared/reference/runpod-serverless.md §4):
+Semantics copied from runpod-python (see docs/reference/runpod-queue.md §4):
 generator detection by ``inspect`` only; each yield is one stream chunk; with
 ``return_aggregate_stream`` the final output is the list of yields; since runpod 1.7.7 a yielded
 dict with a truthy ``error`` fails the job with ``error=str(value)``; a returned dict with ``error``
