@@ -264,7 +264,7 @@ def test_each_locustfile_header_lists_its_flags(name: str) -> None:
     """locust prints --help before it loads a locustfile, so the header is where our flags are listed."""
     import ast
 
-    users = ast.parse((ROOT / "harness" / "load" / "users.py").read_text())
+    users = ast.parse((ROOT / "harness" / "load" / "locustrun.py").read_text())
     defined = {
         n.args[0].value
         for n in ast.walk(users)
@@ -275,7 +275,7 @@ def test_each_locustfile_header_lists_its_flags(name: str) -> None:
     }
     header = ast.get_docstring(ast.parse((ROOT / "locustfiles" / name).read_text())) or ""
     for flag in USED[name] | {"--run-dir"}:
-        assert flag in defined, f"{flag} is not an option of harness.load.users"
+        assert flag in defined, f"{flag} is not an option of harness.load.locustrun"
         assert flag in header, f"locustfiles/{name}: the header does not list {flag}"
 
 
@@ -361,8 +361,8 @@ os.environ["DEVAI_TEST_API_KEY"] = SECRET = "rpa_" + "S3CRET" * 6
 stream = io.StringIO()
 logging.getLogger("locust.main").addHandler(logging.StreamHandler(stream))
 real = sys.stdout
-from harness.load import users  # imports locust (gevent's patching): in a process of its own
-users._scrub_output()
+from harness.load import locustrun  # imports locust (gevent's patching): in a process of its own
+locustrun.scrub_output()
 logging.getLogger("locust.main").error("echoed %s", SECRET)
 print("printed", SECRET)
 sys.stdout.flush()

@@ -139,9 +139,7 @@ async def openai_timing_probe(
                 concurrency=1,
             )
             try:
-                t = (await oa.chat(SMOKE_CHAT, model=model, stream=stream, max_tokens=64)).timing
-                rec.e2e_s, rec.ttft_s, rec.tt_ack_s, rec.gaps_s = t.e2e, t.ttft, t.tt_ack, t.gaps
-                rec.input_tokens, rec.output_tokens, rec.request_id = t.input_tokens, t.output_tokens, t.request_id
+                rec.take((await oa.chat(SMOKE_CHAT, model=model, stream=stream, max_tokens=64)).timing)
             except HarnessError as exc:
                 rec.status, rec.error, rec.error_message = "error", type(exc).__name__, one_line(exc, 300)
                 writer.write(rec)

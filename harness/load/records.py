@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from harness.core.errors import ConfigError, OutputError
 from harness.core.jobs import show_value
 from harness.core.scrub import scrub
+from harness.core.timing import RequestTiming
 
 __all__ = [
     "Contributor",
@@ -77,6 +78,12 @@ class LoadRecord:
     @property
     def key(self) -> tuple[str | None, int, int]:
         return (self.host, self.process, self.seq)
+
+    def take(self, timing: RequestTiming) -> None:
+        """A finished OpenAI request's times and counts (its :class:`RequestTiming`), in the record's units."""
+        self.e2e_s, self.ttft_s, self.tt_ack_s, self.gaps_s = timing.e2e, timing.ttft, timing.tt_ack, timing.gaps
+        self.input_tokens, self.output_tokens = timing.input_tokens, timing.output_tokens
+        self.request_id = timing.request_id
 
 
 FIELDS = tuple(f.name for f in fields(LoadRecord))
