@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from harness.conformance.prober import GREEDY, PROMPT, TOKENS
 from harness.conformance.semantics import (
-    GREEDY,
-    PROMPT,
     SAMPLED,
-    TOKENS,
     Verdict,
     check_identical,
     failure,
