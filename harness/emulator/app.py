@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from harness.core.jobs import worker_error
+from harness.core.jobs import JobStatus, worker_error
 from harness.emulator.bodies import read_json
 from harness.emulator.config import EmulatorConfig, HttpFault
 from harness.emulator.pool import EJob, Endpoint, WorkerLauncher
@@ -70,7 +70,7 @@ async def run(request: Request) -> Response:
     if isinstance(data, JSONResponse):
         return data
     job = _endpoint(request).submit(data["input"], data.get("policy"), sync=False)
-    return JSONResponse({"id": job.id, "status": "IN_QUEUE"})  # as RunPod: the status at acceptance
+    return JSONResponse({"id": job.id, "status": JobStatus.IN_QUEUE})  # as RunPod: the status at acceptance
 
 
 async def runsync(request: Request) -> Response:
@@ -82,7 +82,7 @@ async def runsync(request: Request) -> Response:
     await ep.wait(job, _wait_ms(request, ep.config.runsync_wait_ms) / 1000)
     if not job.terminal:
         return JSONResponse({"id": job.id, "status": job.status})  # outlived the wait: the id is the way back
-    return JSONResponse(job.to_json(), status_code=400 if job.status == "FAILED" else 200)
+    return JSONResponse(job.to_json(), status_code=400 if job.status == JobStatus.FAILED else 200)
 
 
 async def status(request: Request) -> Response:
@@ -127,7 +127,7 @@ async def retry(request: Request) -> Response:
         return job
     if not _endpoint(request).retry(job):
         return _err(400, f"job is {job.status}: only FAILED or TIMED_OUT jobs can be retried")
-    return JSONResponse({"id": job.id, "status": "IN_QUEUE"})
+    return JSONResponse({"id": job.id, "status": JobStatus.IN_QUEUE})
 
 
 async def purge_queue(request: Request) -> Response:
@@ -153,7 +153,7 @@ async def openai_passthrough(request: Request) -> Response:
     job = ep.submit({"openai_route": route, "openai_input": body}, None, sync=False)
     if not body.get("stream"):
         await ep.wait(job, ep.config.execution_timeout_s)
-        if job.status != "COMPLETED":
+        if job.status != JobStatus.COMPLETED:
             return _openai_error(job)
         output = job.output[0] if isinstance(job.output, list) and job.output else job.output
         return JSONResponse(output)
@@ -169,7 +169,7 @@ async def openai_passthrough(request: Request) -> Response:
                     for event in item if isinstance(item, list) else [item]:
                         yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
             if job.terminal and not job.buffer:
-                if job.status != "COMPLETED":
+                if job.status != JobStatus.COMPLETED:
                     yield f"data: {json.dumps(_openai_error_body(job))}\n\n".encode()
                 return
 

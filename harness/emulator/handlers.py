@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import ConfigError
+from harness.core.jobs import JobStatus
 
 __all__ = ["HandlerFn", "Outcome", "handler_kind", "load_handler", "run_handler"]
 
@@ -34,7 +35,7 @@ _END = object()
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # COMPLETED | FAILED
+    status: JobStatus  # COMPLETED | FAILED
     output: Any = None
     error: str | None = None
 
@@ -122,7 +123,7 @@ async def run_handler(
                 try:
                     async for value in agen:
                         if fail_on_yielded_error and _is_error(value):
-                            return Outcome("FAILED", error=str(value))
+                            return Outcome(JobStatus.FAILED, error=str(value))
                         on_chunk(value)
                         chunks.append(value)
                 finally:
@@ -132,18 +133,18 @@ async def run_handler(
                 try:
                     while (value := await asyncio.to_thread(next, gen, _END)) is not _END:
                         if fail_on_yielded_error and _is_error(value):
-                            return Outcome("FAILED", error=str(value))
+                            return Outcome(JobStatus.FAILED, error=str(value))
                         on_chunk(value)
                         chunks.append(value)
                 finally:
                     with contextlib.suppress(ValueError):  # still running in its thread after a cancel
                         gen.close()
-            return Outcome("COMPLETED", output=chunks if aggregate else None)
+            return Outcome(JobStatus.COMPLETED, output=chunks if aggregate else None)
         result = await fn(job) if kind == "async" else await asyncio.to_thread(fn, job)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        return Outcome("FAILED", error=error_string(exc, worker_id))
+        return Outcome(JobStatus.FAILED, error=error_string(exc, worker_id))
     if isinstance(result, dict) and result.get("error"):
-        return Outcome("FAILED", error=str(result["error"]))
-    return Outcome("COMPLETED", output=result)
+        return Outcome(JobStatus.FAILED, error=str(result["error"]))
+    return Outcome(JobStatus.COMPLETED, output=result)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import math
@@ -27,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from harness.core.jobs import TERMINAL, JobStatus
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.handlers import HandlerFn, Outcome, load_handler, run_handler
 
 __all__ = ["EJob", "EWorker", "Endpoint"]
 
 log = logging.getLogger("harness.emulator")
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 _TICK_S = 0.05
 
 
@@ -48,7 +49,7 @@ class EJob:
     policy: dict[str, Any]
     sync: bool
     submitted_at: float
-    status: str = "IN_QUEUE"
+    status: JobStatus = JobStatus.IN_QUEUE
     queued_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
@@ -77,7 +78,7 @@ class EJob:
             out["delayTime"] = _ms(self.started_at - self.queued_at)
         if self.finished_at is not None and self.started_at is not None:
             out["executionTime"] = _ms(self.finished_at - self.started_at)
-        if self.status == "COMPLETED" or (self.output is not None and self.status != "IN_QUEUE"):
+        if self.status == JobStatus.COMPLETED or (self.output is not None and self.status != JobStatus.IN_QUEUE):
             out["output"] = self.output
         if self.error is not None:
             out["error"] = self.error
@@ -231,10 +232,10 @@ class Endpoint:
     def cancel(self, job: EJob) -> None:
         if job.terminal:
             return
-        if job.status == "IN_QUEUE":
+        if job.status == JobStatus.IN_QUEUE:
             with contextlib.suppress(ValueError):
                 self.queue.remove(job.id)
-        job.status = "CANCELLED"
+        job.status = JobStatus.CANCELLED
         job.finished_at = self.now()
         job.retain_until = job.finished_at + self._retention(job)
         self._remind(job.retain_until, job)
@@ -248,10 +249,10 @@ class Endpoint:
         self._reconcile()
 
     def retry(self, job: EJob) -> bool:
-        if job.status not in ("FAILED", "TIMED_OUT"):
+        if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT):
             return False
         now = self.now()
-        job.status, job.output, job.error, job.buffer = "IN_QUEUE", None, None, []
+        job.status, job.output, job.error, job.buffer = JobStatus.IN_QUEUE, None, None, []
         job.started_at = job.finished_at = job.worker_id = None
         job.queued_at, job.retain_until = now, math.inf
         job.retries += 1
@@ -265,9 +266,9 @@ class Endpoint:
         removed = 0
         while self.queue:
             job = self.jobs.get(self.queue.popleft())
-            if job is not None and job.status == "IN_QUEUE":
+            if job is not None and job.status == JobStatus.IN_QUEUE:
                 del self.jobs[job.id]
-                job.status = "CANCELLED"
+                job.status = JobStatus.CANCELLED
                 job.touch()
                 removed += 1
         return removed
@@ -279,7 +280,7 @@ class Endpoint:
             "jobs": {
                 "completed": self.completed,
                 "failed": self.failed,
-                "inProgress": sum(1 for j in self.jobs.values() if j.status == "IN_PROGRESS"),
+                "inProgress": sum(1 for j in self.jobs.values() if j.status == JobStatus.IN_PROGRESS),
                 "inQueue": len(self.queue),
                 "retried": self.retried,
             },
@@ -329,7 +330,7 @@ class Endpoint:
                 continue
             while self.queue and self._dispatchable(w):
                 job = self.jobs.get(self.queue.popleft())
-                if job is None or job.status != "IN_QUEUE":
+                if job is None or job.status != JobStatus.IN_QUEUE:
                     continue
                 self._start_job(w, job)
         need = len(self.queue) + sum(len(w.jobs) for w in self.workers.values())
@@ -344,9 +345,9 @@ class Endpoint:
         given: list[dict[str, Any]] = []
         while self.queue and len(given) < wanted:
             job = self.jobs.get(self.queue.popleft())
-            if job is None or job.status != "IN_QUEUE":
+            if job is None or job.status != JobStatus.IN_QUEUE:
                 continue
-            job.status, job.started_at, job.worker_id = "IN_PROGRESS", now, w.id
+            job.status, job.started_at, job.worker_id = JobStatus.IN_PROGRESS, now, w.id
             w.jobs.add(job.id)
             limit = job.policy.get("executionTimeout")
             limit_s = limit / 1000 if isinstance(limit, (int, float)) and limit > 0 else self.config.execution_timeout_s
@@ -361,9 +362,9 @@ class Endpoint:
     def _timed_out(self, job: EJob, limit_s: float) -> None:
         """A remote job past its executionTimeout: TIMED_OUT here, and its worker is told to stop it."""
         w = self.workers.get(job.worker_id or "")
-        if job.status != "IN_PROGRESS" or w is None:
+        if job.status != JobStatus.IN_PROGRESS or w is None:
             return
-        job.status, job.error = "TIMED_OUT", f"execution timeout: job ran longer than {limit_s:g} s"
+        job.status, job.error = JobStatus.TIMED_OUT, f"execution timeout: job ran longer than {limit_s:g} s"
         self.finish(w, job, release=False)
         self.stop_remote(w, job.id)
 
@@ -442,7 +443,7 @@ class Endpoint:
 
     def _start_job(self, w: EWorker, job: EJob) -> None:
         now = self.now()
-        job.status, job.started_at, job.worker_id = "IN_PROGRESS", now, w.id
+        job.status, job.started_at, job.worker_id = JobStatus.IN_PROGRESS, now, w.id
         w.jobs.add(job.id)
         w.state = "running"
         job.task = asyncio.get_running_loop().create_task(self._execute(w, job))
@@ -459,36 +460,51 @@ class Endpoint:
                     await asyncio.Event().wait()  # took the job, will never finish it
                 assert w.handler is not None
 
-                def on_chunk(value: Any) -> None:
-                    job.buffer.append(value)
-                    job.touch()
-
                 outcome = await run_handler(
                     w.handler,
                     {"id": job.id, "input": job.input},
-                    on_chunk=on_chunk,
+                    on_chunk=functools.partial(self.stream_chunk, job),
                     aggregate=cfg.return_aggregate_stream,
                     fail_on_yielded_error=cfg.error_semantics == "runpod>=1.7.7",
                     worker_id=w.id,
                 )
         except TimeoutError:
-            job.status, job.error = "TIMED_OUT", f"execution timeout: job ran longer than {limit_s:g} s"
+            job.status, job.error = JobStatus.TIMED_OUT, f"execution timeout: job ran longer than {limit_s:g} s"
         except asyncio.CancelledError:
             pass  # cancel() already set CANCELLED; TTL expiry removed the job
         finally:
-            if outcome is not None and job.status == "IN_PROGRESS":
-                job.status, job.output, job.error = outcome.status, outcome.output, outcome.error
-            self.finish(w, job)
+            if outcome is not None and job.status == JobStatus.IN_PROGRESS:
+                self.conclude(w, job, outcome)
+            else:
+                self.finish(w, job)
+
+    # --- what a worker reports (in-process, or a remote worker through the worker API) ---
+
+    def progress(self, job: EJob, output: Any) -> None:
+        """``runpod.serverless.progress_update``: the output so far shows in /status while the job runs."""
+        job.output = output
+        job.touch()
+
+    def stream_chunk(self, job: EJob, output: Any) -> None:
+        """One yielded value, for /stream (none once the job has ended)."""
+        if not job.terminal:
+            job.buffer.append(output)
+            job.touch()
+
+    def conclude(self, w: EWorker, job: EJob, outcome: Outcome, *, release: bool = True) -> None:
+        """The worker's result: the job's final status, output and error, then :meth:`finish`."""
+        job.status, job.output, job.error = outcome.status, outcome.output, outcome.error
+        self.finish(w, job, release=release)
 
     def finish(self, w: EWorker, job: EJob, *, release: bool = True) -> None:
         """The job has its final status (or was cancelled): count it, keep it for its retention window, free
         the worker (unless ``release`` is False: a remote worker still has to let go of it)."""
         now = self.now()
-        if job.status in ("COMPLETED",):
+        if job.status is JobStatus.COMPLETED:
             self.completed += 1
-        elif job.status in ("FAILED", "TIMED_OUT"):
+        elif job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT):
             self.failed += 1
-        if job.finished_at is None or job.status != "CANCELLED":
+        if job.finished_at is None or job.status != JobStatus.CANCELLED:
             job.finished_at = now
         job.retain_until = now + self._retention(job)
         self._remind(job.retain_until, job)
@@ -523,12 +539,12 @@ class Endpoint:
             if job is None:
                 continue
             if now >= job.expires_at and not job.terminal:  # policy.ttl: the job vanishes (404)
-                if job.status == "IN_QUEUE":
+                if job.status == JobStatus.IN_QUEUE:
                     with contextlib.suppress(ValueError):
                         self.queue.remove(job.id)
                 if job.task is not None:
                     job.task.cancel()
-                job.status = "CANCELLED"
+                job.status = JobStatus.CANCELLED
                 job.touch()
                 del self.jobs[job.id]
             elif job.terminal and now >= job.retain_until:
@@ -579,12 +595,12 @@ class Endpoint:
             if job is None or job.terminal:
                 continue
             if job.retries < 1:
-                job.status, job.started_at, job.worker_id = "IN_QUEUE", None, None
+                job.status, job.started_at, job.worker_id = JobStatus.IN_QUEUE, None, None
                 job.retries += 1
                 self.retried += 1
                 self.queue.appendleft(job.id)
                 job.touch()
             else:
-                job.status, job.error = "FAILED", f"the worker running this job was lost twice ({why})"
+                job.status, job.error = JobStatus.FAILED, f"the worker running this job was lost twice ({why})"
                 self.finish(w, job)
         self._reconcile()

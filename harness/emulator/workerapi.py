@@ -27,7 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from harness.core.jobs import JobStatus
 from harness.emulator.bodies import read_json
+from harness.emulator.handlers import Outcome
 from harness.emulator.pool import EJob, Endpoint, EWorker
 
 __all__ = ["WORKER_ROUTES", "worker_routes"]
@@ -123,18 +125,16 @@ async def job_done(request: Request) -> Response:
         if job.id in w.stopping:
             ep.release(w, job.id)
         return JSONResponse({"id": job.id, "status": job.status})
-    if body.get("status") == "IN_PROGRESS":  # runpod.serverless.progress_update
-        job.output = body.get("output")
-        job.touch()
+    if body.get("status") == JobStatus.IN_PROGRESS:  # runpod.serverless.progress_update
+        ep.progress(job, body.get("output"))
         return JSONResponse({"id": job.id, "status": job.status})
     if body.get("error"):
         error = body["error"]
-        job.status, job.error = "FAILED", error if isinstance(error, str) else json.dumps(error)
+        ep.conclude(w, job, Outcome(JobStatus.FAILED, error=error if isinstance(error, str) else json.dumps(error)))
     else:
         output = body.get("output")
         streamed = request.query_params.get("isStream") == "true"
-        job.status, job.output = "COMPLETED", None if streamed and output == [] else output
-    ep.finish(w, job)
+        ep.conclude(w, job, Outcome(JobStatus.COMPLETED, output=None if streamed and output == [] else output))
     if body.get("stopPod"):  # refresh_worker: the platform restarts the worker after this job
         ep.restart(w, "refresh_worker: the handler asked for a fresh worker")
     return JSONResponse({"id": job.id, "status": job.status})
@@ -150,9 +150,7 @@ async def job_stream(request: Request) -> Response:
     body = await _body(request)
     if isinstance(body, JSONResponse):
         return body
-    if not job.terminal:
-        job.buffer.append(body.get("output"))
-        job.touch()
+    _endpoint(request).stream_chunk(job, body.get("output"))
     return JSONResponse({"id": job.id, "status": job.status})
 
 
