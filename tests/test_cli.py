@@ -274,3 +274,26 @@ sys.exit(main(["--help"]))
 def test_ctrl_c_while_the_command_starts_is_one_line_and_130() -> None:
     proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LOADING], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130 and proc.stderr == "interrupted (Ctrl-C) while starting\n", proc.stderr
+
+
+def test_unsafe_run_model_code_reaches_the_suite_without_changing_our_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--unsafe-run-model-code is passed to the suite's subprocess in its environment, and only there."""
+    from harness.check import stages
+    from harness.conformance.isolation import OPT_IN_ENV
+    from harness.conformance.suite import find_suite
+
+    monkeypatch.delenv(OPT_IN_ENV, raising=False)
+    seen: list[dict[str, str]] = []
+
+    def fake_suite(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> int:
+        seen.append(env)
+        return 5
+
+    monkeypatch.setattr(stages, "_run_suite", fake_suite)
+    for unsafe in (False, True):
+        stages.suite_stage(
+            Target("emulator"), tmp_path, find_suite(), "emulator", lambda _: None, unsafe_run_model_code=unsafe
+        )
+    assert [OPT_IN_ENV in env for env in seen] == [False, True] and OPT_IN_ENV not in os.environ

@@ -69,6 +69,7 @@ def run_check(
     suite_target: str | None = None,
     timeout: float = 120.0,
     show: Progress = lambda _: None,
+    unsafe_run_model_code: bool = False,
 ) -> CheckRun:
     """Every stage, kept as it finishes; the report written whatever happens. ConfigError (a bad argument the
     pre-flight found) before anything is asked; Ctrl-C ends the run with ``interrupted`` set."""
@@ -90,7 +91,9 @@ def run_check(
         elif reach.down:
             run.stages.append(StageResult("suite", ERROR, f"not run: {reach.down}", error=reach.down))
         else:
-            run.stages.append(suite_stage(target, run_dir, suite, suite_target or target.kind, show))
+            kind = suite_target or target.kind
+            unsafe = unsafe_run_model_code
+            run.stages.append(suite_stage(target, run_dir, suite, kind, show, unsafe_run_model_code=unsafe))
         run.stages[-1].seconds = round(time.monotonic() - t0, 1)
         for name, stage in PLANS[target.kind](target, run_dir, timeout, show):
             doing = f"the {name} stage"

@@ -20,6 +20,7 @@ from typing import Any
 from harness.check.results import StageResult, SuiteRow
 from harness.clients.openai import OpenAIClient
 from harness.clients.runpod import DEFAULT_BASE_URL, RunPodClient
+from harness.conformance.isolation import OPT_IN_ENV
 from harness.conformance.probe import ERA_CASES, ProbeRow, openai_shape_cases, probe_cases
 from harness.conformance.sandbox import sandbox_in_use
 from harness.conformance.semantics import Prober, overall, run_semantics
@@ -36,8 +37,17 @@ SUITE_LIMIT_S = 3600.0
 Progress = Callable[[str], None]
 
 
-def suite_stage(target: Target, run_dir: Path, suite: Path | None, suite_target: str, show: Progress) -> StageResult:
-    """The scenarios in a pytest subprocess; the verdict from its JUnit file, so 'nothing ran' cannot pass."""
+def suite_stage(
+    target: Target,
+    run_dir: Path,
+    suite: Path | None,
+    suite_target: str,
+    show: Progress,
+    *,
+    unsafe_run_model_code: bool = False,
+) -> StageResult:
+    """The scenarios in a pytest subprocess; the verdict from its JUnit file, so 'nothing ran' cannot pass.
+    ``unsafe_run_model_code`` lets the suite run model-written code without a sandbox (told in its environment)."""
     if suite is None:
         return StageResult(
             "suite", NOT_CHECKED, "no conformance suite found: run from the repository root or pass --suite DIR"
@@ -51,9 +61,10 @@ def suite_stage(target: Target, run_dir: Path, suite: Path | None, suite_target:
     cmd += ["-m", "live and not load" if live else "not live and not load", "--junitxml", str(junit)]
     cmd += ["--harness-report", str(run_dir / "suite"), "-n", "0" if live else "auto"]
     show(f"suite: {len(modules)} scenario modules on target {suite_target} (pytest)")
-    sandbox = sandbox_in_use()
+    sandbox = sandbox_in_use(unsafe_run_model_code)
     show(f"suite: model-written code runs in {sandbox}")
-    rc = _run_suite(cmd, suite.parent, target.to_env(), run_dir / "suite.log")
+    env = target.to_env() | ({OPT_IN_ENV: "1"} if unsafe_run_model_code else {})
+    rc = _run_suite(cmd, suite.parent, env, run_dir / "suite.log")
     result = _suite_verdict(junit, rc, run_dir / "suite.log")
     return dataclasses.replace(result, summary=f"{result.summary}; model-written code ran in: {sandbox}")
 

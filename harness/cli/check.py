@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 from harness.check import StageResult, run_check
 from harness.cli.args import positive, progress
-from harness.conformance.isolation import OPT_IN_ENV
 from harness.conformance.suite import find_suite
 from harness.core.errors import ConfigError
 from harness.reporting.files import claim_run_dir, write_json
@@ -35,8 +33,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
         config=args.config,
         idle_timeout_s=args.idle_timeout,
     )
-    if args.unsafe_run_model_code:  # the suite runs in a subprocess: it learns this from the environment
-        os.environ[OPT_IN_ENV] = "1"
     suite = find_suite(args.suite)
     if args.suite and suite is None:
         raise ConfigError(f"--suite {args.suite}: no test_devai_tasks.py there")
@@ -51,6 +47,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             suite_target=args.suite_target,
             timeout=args.timeout,
             show=progress(not args.quiet),
+            unsafe_run_model_code=args.unsafe_run_model_code,
         )
     except ConfigError:
         with contextlib.suppress(OSError):

@@ -147,8 +147,9 @@ def image_has(image: str, program: str) -> bool:
         return False
 
 
-def opted_in() -> bool:
-    return os.environ.get(OPT_IN_ENV, "") not in ("", "0", "false", "no")
+def opted_in(given: bool = False) -> bool:
+    """Whether unisolated runs were asked for: ``given`` (a caller's flag), else the environment's OPT_IN_ENV."""
+    return given or os.environ.get(OPT_IN_ENV, "") not in ("", "0", "false", "no")
 
 
 def _binds() -> list[str]:

@@ -49,12 +49,12 @@ class SandboxResult:
         return "\n".join(lines[-8:])
 
 
-def sandbox_in_use() -> str:
+def sandbox_in_use(unsafe_run_model_code: bool = False) -> str:
     """What model-written code runs in here, for reports: "bubblewrap (bubblewrap 0.8.0)", or why nothing runs."""
     iso = choose()
     if iso.isolated:
         return iso.describe()  # what bounds each case included
-    if opted_in():
+    if opted_in(unsafe_run_model_code):
         return f"NO ISOLATION ({OPT_IN_ENV} set: model-written code runs as you): {iso.detail}"
     return f"none: model-written code is not run ({iso.detail}; --unsafe-run-model-code runs it anyway)"
 
