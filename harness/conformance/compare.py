@@ -270,9 +270,10 @@ async def run_compare(
         on_start(run)
         journal = _Journal(run_dir / "attempts.jsonl")
         try:
-            await _warm_up(run, contenders, cases, journal, show, ctrl_c)
+            asking = _Asking(run, contenders, cases, journal, show, ctrl_c)
+            await _warm_up(asking)
             if len(run.compared) >= 2:
-                await _measure(run, contenders, cases, journal, show, ctrl_c)
+                await _measure(asking)
         except (KeyboardInterrupt, asyncio.CancelledError):
             run.interrupted = True
             show("interrupted: the report holds what was measured")
@@ -316,48 +317,52 @@ class _CtrlC:
             self._loop.remove_signal_handler(signal.SIGINT)
 
 
-async def _warm_up(
-    run: Comparison,
-    contenders: Sequence[Contender],
-    cases: Sequence[TaskCase],
-    journal: _Journal,
-    show: Progress,
-    ctrl_c: _CtrlC,
-) -> None:
+@dataclass(slots=True)
+class _Asking:
+    """One comparison being asked: every attempt is checked for Ctrl-C first, then kept and journaled."""
+
+    run: Comparison
+    contenders: Sequence[Contender]
+    cases: Sequence[TaskCase]
+    journal: _Journal
+    show: Progress
+    ctrl_c: _CtrlC
+
+    async def ask(self, c: Contender, case: TaskCase, form: str, repeat: int, *, warmup: bool = False) -> Attempt:
+        self.ctrl_c.check()
+        a = await _attempt(c, case, form, repeat, len(self.run.attempts), self.run.settings)
+        a.warmup = warmup
+        self.run.attempts.append(a)
+        self.journal.write(a)
+        return a
+
+
+async def _warm_up(asking: _Asking) -> None:
     """One request per target and form before measuring (the cold start, a lazy load): labelled, kept apart; a
     target whose warm-up fails is excluded."""
-    probe = next((c for c in cases if c.task == "chat"), cases[0])
+    run, show = asking.run, asking.show
+    probe = next((c for c in asking.cases if c.task == "chat"), asking.cases[0])
     by_name = {t.name: t for t in run.targets}
-    for c in contenders:
+    for c in asking.contenders:
         info = by_name[c.name]
         for form in run.forms:
             if info.excluded:
                 break
             show(f"{c.name}: warm-up ({form})")
-            ctrl_c.check()
-            a = await _attempt(c, probe, form, 0, len(run.attempts), run.settings)
-            a.warmup = True
-            run.attempts.append(a)
-            journal.write(a)
+            a = await asking.ask(c, probe, form, 0, warmup=True)
             if a.error:
                 info.excluded = f"the warm-up request failed: {a.error}: {a.detail}"
                 show(f"{c.name}: EXCLUDED: {info.excluded}")
 
 
-async def _measure(
-    run: Comparison,
-    contenders: Sequence[Contender],
-    cases: Sequence[TaskCase],
-    journal: _Journal,
-    show: Progress,
-    ctrl_c: _CtrlC,
-) -> None:
+async def _measure(asking: _Asking) -> None:
+    run, show = asking.run, asking.show
     s = run.settings
     rng = random.Random(s.seed)
-    units = [(case, form, r) for r in range(1, s.repeats + 1) for case in cases for form in run.forms]
+    units = [(case, form, r) for r in range(1, s.repeats + 1) for case in asking.cases for form in run.forms]
     rng.shuffle(units)
     by_name = {t.name: t for t in run.targets}
-    live = [c for c in contenders if by_name[c.name].excluded is None]
+    live = [c for c in asking.contenders if by_name[c.name].excluded is None]
     failures_in_a_row = dict.fromkeys(by_name, 0)
     total = len(units) * len(live)
     for i, (case, form, repeat) in enumerate(units, 1):
@@ -365,10 +370,7 @@ async def _measure(
             info = by_name[c.name]
             if info.stopped:
                 continue
-            ctrl_c.check()
-            a = await _attempt(c, case, form, repeat, len(run.attempts), s)
-            run.attempts.append(a)
-            journal.write(a)
+            a = await asking.ask(c, case, form, repeat)
             failures_in_a_row[c.name] = failures_in_a_row[c.name] + 1 if a.unreachable else 0
             if failures_in_a_row[c.name] >= STOP_AFTER:
                 info.stopped = f"stopped after unit {i} of {len(units)}: {STOP_AFTER} {a.error}s in a row ({a.detail})"

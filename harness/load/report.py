@@ -199,26 +199,10 @@ def _packet_timed(c: Contributor) -> bool:
     return t.get("source") == "packets" and not t.get("fallbacks") and not t.get("dropped") and bool(t.get("stamped"))
 
 
-def build_report(
-    run_dirs: str | Path | Sequence[str | Path],
-    *,
-    out_dir: str | Path | None = None,
-    price_per_hour: float = 2.49,
-    idle_timeout_s: float = 5.0,
-    rate_per_s: float | None = None,
-    slo_p95_s: float = 10.0,
-    title: str | None = None,
-) -> dict[str, Path]:
-    """The report's files (json, csv, html, junit) from the records of ``run_dirs``."""
-    return make_report(
-        run_dirs,
-        out_dir=out_dir,
-        price_per_hour=price_per_hour,
-        idle_timeout_s=idle_timeout_s,
-        rate_per_s=rate_per_s,
-        slo_p95_s=slo_p95_s,
-        title=title,
-    )[1]
+def build_report(run_dirs: str | Path | Sequence[str | Path], **options: Any) -> dict[str, Path]:
+    """The report's files (json, csv, html, junit) from the records of ``run_dirs``; ``options`` are
+    :func:`make_report`'s."""
+    return make_report(run_dirs, **options)[1]
 
 
 def make_report(
