@@ -175,3 +175,17 @@ def test_a_failed_request_keeps_its_timing_as_a_note() -> None:
     t.failed(exc, 2.5)
     assert (t.status, t.error, t.e2e) == ("error", "RuntimeError", 2.5)
     assert exc.__notes__ and json.dumps(t.to_json()) and "'ttft': 0.3" in exc.__notes__[0]
+
+
+# --- core.verdict ------------------------------------------------------------------------------
+
+
+def test_one_rule_combines_every_commands_checks() -> None:
+    from harness.core.verdict import Verdict, combine
+
+    P, F, E, N, NA = Verdict.PASS, Verdict.FAIL, Verdict.ERROR, Verdict.NOT_CHECKED, Verdict.NA
+    assert combine([P, NA, P]) is P
+    assert combine([P, F, E, N]) is F  # a finding outranks our own trouble
+    assert combine([P, E, N]) is E  # our own trouble is never the endpoint's FAIL
+    assert combine([P, N]) is N  # partly checked is not a pass
+    assert combine([]) is combine([NA, NA]) is N  # nothing ran

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.core.verdict import Verdict
+from harness.core.verdict import Verdict, combine
 from harness.reporting.junit import JUnitCase
 from harness.reporting.rows import Row
 from harness.targets import Target
@@ -72,16 +71,12 @@ class CheckRun:
 
     @property
     def ok(self) -> bool:
-        return bool(self.stages) and all(s.ok for s in self.stages) and self.interrupted is None
+        return self.verdict is PASS
 
     @property
-    def verdict(self) -> str:
-        verdicts = Counter(s.verdict for s in self.stages)
-        if self.ok:
-            return PASS
-        if ERROR in verdicts or self.interrupted:
-            return ERROR if FAIL not in verdicts else FAIL
-        return NOT_CHECKED if set(verdicts) <= {PASS, NA, NOT_CHECKED} else FAIL
+    def verdict(self) -> Verdict:
+        """core.verdict.combine over the stages; an interrupted run is an ERROR unless something failed."""
+        return combine([Verdict(s.verdict) for s in self.stages] + ([ERROR] if self.interrupted else []))
 
     def to_json(self) -> dict[str, Any]:
         return {

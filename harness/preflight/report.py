@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import ConfigError
+from harness.core.verdict import WORDS, Verdict, combine
 
 __all__ = ["EVENT_TITLES", "IMPORT_CHECKS", "CheckResult", "WorkerReport", "load_test_input"]
 
@@ -46,6 +47,11 @@ class CheckResult:
     summary: str
     details: list[str] = field(default_factory=list)
 
+    @property
+    def verdict(self) -> Verdict:
+        """A warning holds (it works, at a cost); a skipped check is NOT CHECKED."""
+        return {"fail": Verdict.FAIL, "skip": Verdict.NOT_CHECKED}.get(self.status, Verdict.PASS)
+
 
 @dataclass(slots=True)
 class WorkerReport:
@@ -56,13 +62,13 @@ class WorkerReport:
     logs: list[str] = field(default_factory=list)
 
     @property
-    def checked(self) -> bool:
-        return any(c.status != "skip" for c in self.checks)
+    def verdict(self) -> Verdict:
+        return combine(c.verdict for c in self.checks)
 
     @property
     def ok(self) -> bool:
-        """Nothing failed, and something was actually checked (all-skipped is not a pass)."""
-        return self.checked and not any(c.status == "fail" for c in self.checks)
+        """Nothing failed, and everything was checked (core.verdict.combine: all-skipped is not a pass)."""
+        return self.verdict is Verdict.PASS
 
     def add(self, name: str, status: str, summary: str, details: list[str] | None = None) -> None:
         self.checks.append(CheckResult(name, status, summary, details or []))
@@ -98,7 +104,7 @@ class WorkerReport:
         if any(c.status in ("warn", "fail") and c.name in IMPORT_CHECKS for c in self.checks):
             out.append(f"  how to fix: {FIX_LAZY}")
         fails, warns = (sum(c.status == s for c in self.checks) for s in ("fail", "warn"))
-        verdict = "OK" if self.ok else ("NOT READY" if self.checked else "NOT CHECKED")
+        verdict = WORDS["worker-check"].get(self.verdict, self.verdict)
         out.append(f"verdict: {verdict} ({fails} failed, {warns} warnings)")
         return "\n".join(out)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import ConfigError
+from harness.core.verdict import WORDS, combine
 from harness.preflight.datasource import Bounds, Download, LineTooLong, Source, classify, probe_url, stream_lines
 from harness.preflight.report import CheckResult
 from harness.preflight.trainconfig import TrainConfig, load_config
@@ -46,9 +47,9 @@ class TrainReport:
 
     @property
     def verdict(self) -> str:
-        if any(c.status == "fail" for c in self.checks):
-            return "NOT READY"
-        return "NOT CHECKED" if any(c.status == "skip" for c in self.checks) else "READY"
+        """READY only when nothing failed and everything was checked (core.verdict.combine)."""
+        combined = combine(c.verdict for c in self.checks)
+        return WORDS["train-check"].get(combined, str(combined))
 
     def to_json(self) -> dict[str, Any]:
         return {
