@@ -85,7 +85,7 @@ def test_compare_ranks_reference_above_random_models_null_test_and_a_server_dyin
 ) -> None:
     main = vllm_url()
     name = httpx.get(f"{main}/models", timeout=30).json()["data"][0]["id"]
-    cmd = [sys.executable, "-m", "harness.cli", "compare", "ref=emulator", f"main=openai:{main}#{name}"]
+    cmd = [sys.executable, "-m", "harness", "compare", "ref=emulator", f"main=openai:{main}#{name}"]
     cmd += [f"{k}=openai:{url}#{MODELS[k]}" for k, (url, _) in servers.items()]
     cmd += ["--repeats", "2", "--max-tokens", "256", "--run-dir", str(tmp_path), "--price-per-hour", "2.49"]
     journal = tmp_path / "attempts.jsonl"

@@ -42,7 +42,7 @@ def run_check(url: str, target: str, run_dir: Path, *extra: str) -> tuple[int, f
     where = ["--base-url", f"{url}/v1", "--model", "hostile-model"] if target == "openai" else []
     where = where or ["--endpoint-id", "ep1", "--base-url", f"{url}/v2"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OPENAI_"))} | {"HOSTILE_KEY": KEY}
-    cmd = [sys.executable, "-m", "harness.cli", "check", "-q", "--target", target, *where, "--api-key-env"]
+    cmd = [sys.executable, "-m", "harness", "check", "-q", "--target", target, *where, "--api-key-env"]
     cmd += ["HOSTILE_KEY", "--no-suite", "--timeout", str(TIMEOUT), "--run-dir", str(run_dir), *extra]
     out = run_dir.with_suffix(".out")
     t0 = time.monotonic()
@@ -99,7 +99,7 @@ def test_nothing_listening_is_the_runs_error_not_the_endpoints_fail(tmp_path: Pa
 def test_ctrl_c_keeps_the_finished_stages_and_exits_130(tmp_path: Path) -> None:
     with hostile("silent") as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OPENAI_"))}
-        cmd = [sys.executable, "-m", "harness.cli", "check", "-q", "--target", "openai", "--base-url"]
+        cmd = [sys.executable, "-m", "harness", "check", "-q", "--target", "openai", "--base-url"]
         cmd += [f"{server.url}/v1", "--no-suite", "--timeout", "30", "--run-dir", str(tmp_path / "run")]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30

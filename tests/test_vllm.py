@@ -102,7 +102,7 @@ def test_check_runs_every_scenario_and_reports_the_random_models_answers_as_find
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "harness",
             "check",
             "-q",
             "--target",
@@ -163,7 +163,7 @@ def test_locust_users_and_the_report_on_a_real_server(load_runs: Path) -> None:
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "harness",
             "report",
             str(load_runs / "streaming"),
             str(load_runs / "chat"),
@@ -230,9 +230,9 @@ def test_shapes_reads_real_captures(url: str, model: str, tmp_path: Path) -> Non
     (tmp_path / "models.json").write_bytes(httpx.get(f"{url}/models", timeout=30).content)
     expected = {"stream.sse": "openai-sse", "whole.json": "openai-chat-completion", "models.json": "openai-models"}
     for name, shape in expected.items():
-        proc = run([sys.executable, "-m", "harness.cli", "shapes", str(tmp_path / name)])
+        proc = run([sys.executable, "-m", "harness", "shapes", str(tmp_path / name)])
         assert proc.returncode == 0 and shape in proc.stdout, (name, proc.stdout, proc.stderr)
-    models = run([sys.executable, "-m", "harness.cli", "shapes", str(tmp_path / "models.json")]).stdout
+    models = run([sys.executable, "-m", "harness", "shapes", str(tmp_path / "models.json")]).stdout
     assert model in models
 
 
