@@ -155,7 +155,12 @@ async def test_live_models_lists_the_model(live: tuple[OpenAIClient, str]) -> No
 @pytest.mark.live
 async def test_live_stream_timing(live: tuple[OpenAIClient, str], request: pytest.FixtureRequest) -> None:
     client, model = live
-    c = await client.chat(ASK, model=model, max_tokens=64)
+    for _ in range(3):  # a sampled answer can be end-of-text at once (a random model's often is): no content, no TTFT
+        c = await client.chat(ASK, model=model, max_tokens=64)
+        if c.timing.ttft is not None or c.finish_reason is None:
+            break
+    else:
+        pytest.skip(f"3 answers ended before any content (finish {c.finish_reason!r}): TTFT cannot be measured")
     check_first_chunk_within(c, request.config.getoption("--ttft-budget"))
     check_keepalive_interval(c, request.config.getoption("--keepalive-max-gap"))
     check_loading_signalled(c, request.config.getoption("--keepalive-max-gap"))
